@@ -1,0 +1,146 @@
+//! The `trellis` command: one binary for authoring, checking and (later) serving apps.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use trellis_engine::graph::WorkflowGraph;
+use trellis_engine::schema::FileKind;
+
+#[derive(Parser)]
+#[command(name = "trellis", version, about = "Model-driven business apps from YAML")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check app folders; prints located diagnostics on stderr, exits 1 on errors.
+    Check {
+        /// App folders (each holds an app.yaml).
+        #[arg(required = true)]
+        apps: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Write the JSON Schemas of every model file kind (for editors).
+    Schema {
+        /// The folder to write into.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+    /// Draw a workflow as Mermaid or DOT.
+    Graph {
+        /// The app folder.
+        app: PathBuf,
+        /// The workflow's name (its file name without `.yaml`).
+        workflow: String,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// Create a minimal app that checks clean.
+    New {
+        /// The folder to create; its name becomes the app's name.
+        folder: PathBuf,
+    },
+    /// Run a benchmark suite and print figures with their ratio to a raw baseline.
+    Bench {
+        #[arg(value_enum)]
+        suite: bench::Suite,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How many iterations per case.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Check { apps, format } => {
+            let report = trellis_engine::check(&apps);
+            match format {
+                Format::Human => eprint!("{}", report.diagnostics.render()),
+                Format::Json => {
+                    let json = serde_json::to_string_pretty(&report.diagnostics.0).map_err(|e| e.to_string())?;
+                    println!("{json}");
+                }
+            }
+            Ok(if report.diagnostics.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Schema { out } => {
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            for kind in FileKind::ALL {
+                let path = out.join(format!("{}.schema.json", kind.name()));
+                std::fs::write(&path, kind.schema_text()).map_err(|e| format!("{}: {e}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { app, workflow, format } => {
+            let report = trellis_engine::check(std::slice::from_ref(&app));
+            let Some(model) = report.model else {
+                eprint!("{}", report.diagnostics.render());
+                return Ok(ExitCode::from(1));
+            };
+            let loaded = &model.apps()[0];
+            let Some(item) = loaded.workflows.get(&workflow) else {
+                let known: Vec<&str> = loaded.workflows.keys().map(String::as_str).collect();
+                return Err(format!("no workflow `{workflow}` in {} (workflows: {})", app.display(), known.join(", ")));
+            };
+            let graph = WorkflowGraph::new(&item.value);
+            print!("{}", match format {
+                GraphFormat::Mermaid => graph.mermaid(),
+                GraphFormat::Dot => graph.dot(),
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New { folder } => {
+            let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if !trellis_engine::load::valid_name(&name) {
+                return Err(format!("`{name}` is not a valid app name: lowercase letters, digits and `_`, starting with a letter"));
+            }
+            if folder.exists() {
+                return Err(format!("{} already exists", folder.display()));
+            }
+            for (rel, text) in trellis_engine::scaffold::new_app(&name) {
+                let path = folder.join(rel);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            println!("created {}; check it with `trellis check {}`", folder.display(), folder.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { suite, json, iterations } => bench::run(suite, json, iterations),
+    }
+}
