@@ -61,11 +61,13 @@ fn ratio(c: &Case) -> f64 {
 /// scripts) against the raw baseline: reading the same files and parsing them
 /// into JSON values with the same YAML parser and nothing else.
 fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let apps = [
-        ("example_leave", root.join("examples/leave")),
-        ("spec_coverage", root.join("tests/spec-coverage")),
-    ];
+    // Run from a checkout: the apps are found from the working directory, else
+    // from where the binary was built.
+    let locate = |rel: &str| {
+        let here = PathBuf::from(rel);
+        if here.join("app.yaml").is_file() { here } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel) }
+    };
+    let apps = [("example_leave", locate("examples/leave")), ("spec_coverage", locate("tests/spec-coverage"))];
     let mut cases = Vec::new();
     for (name, dir) in apps {
         let report = trellis_engine::check(std::slice::from_ref(&dir));
@@ -73,6 +75,7 @@ fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
             return Err(format!("{} does not check clean:\n{}", dir.display(), report.diagnostics.render()));
         }
         let files = yaml_files(&dir);
+        let scripts = script_files(&dir);
         let trellis = mean(iterations, || {
             std::hint::black_box(trellis_engine::check(std::slice::from_ref(&dir)));
         });
@@ -81,6 +84,9 @@ fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
                 let text = std::fs::read_to_string(path).unwrap_or_default();
                 let value: Result<serde_json::Value, _> = serde_saphyr::from_str(&text);
                 std::hint::black_box(value.ok());
+            }
+            for path in &scripts {
+                std::hint::black_box(std::fs::read_to_string(path).ok());
             }
         });
         cases.push(Case { name: name.into(), trellis, raw });
@@ -98,6 +104,14 @@ fn mean(iterations: u32, mut f: impl FnMut()) -> Duration {
 }
 
 fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    files_ending(dir, "yaml")
+}
+
+fn script_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    files_ending(dir, "rhai")
+}
+
+fn files_ending(dir: &std::path::Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -105,7 +119,7 @@ fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "rhai") {
+            } else if path.extension().is_some_and(|e| e == ext) {
                 out.push(path);
             }
         }

@@ -14,6 +14,7 @@ mod workflow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub use entity::numbering_pattern as entity_numbering_pattern;
 pub use info::{EntityInfo, FieldInfo, SYSTEM_FIELDS, Workspace};
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, Span};
