@@ -38,12 +38,24 @@ pub fn run(suite: Suite, json_out: bool, iterations: u32) -> Result<ExitCode, St
                 })
             })
             .collect();
-        println!("{}", json!({"suite": "check", "iterations": iterations, "cases": cases}));
+        println!(
+            "{}",
+            json!({"suite": "check", "iterations": iterations, "cases": cases})
+        );
     } else {
         println!("suite check, {iterations} iterations, mean per iteration");
-        println!("{:<16} {:>14} {:>14} {:>8}", "case", "trellis ms", "raw parse ms", "ratio");
+        println!(
+            "{:<16} {:>14} {:>14} {:>8}",
+            "case", "trellis ms", "raw parse ms", "ratio"
+        );
         for c in &cases {
-            println!("{:<16} {:>14.3} {:>14.3} {:>7.1}x", c.name, ms(c.trellis), ms(c.raw), ratio(c));
+            println!(
+                "{:<16} {:>14.3} {:>14.3} {:>7.1}x",
+                c.name,
+                ms(c.trellis),
+                ms(c.raw),
+                ratio(c)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -65,14 +77,25 @@ fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
     // from where the binary was built.
     let locate = |rel: &str| {
         let here = PathBuf::from(rel);
-        if here.join("app.yaml").is_file() { here } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel) }
+        if here.join("app.yaml").is_file() {
+            here
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+        }
     };
-    let apps = [("example_leave", locate("examples/leave")), ("spec_coverage", locate("tests/spec-coverage"))];
+    let apps = [
+        ("example_leave", locate("examples/leave")),
+        ("spec_coverage", locate("tests/spec-coverage")),
+    ];
     let mut cases = Vec::new();
     for (name, dir) in apps {
         let report = trellis_engine::check(std::slice::from_ref(&dir));
         if report.model.is_none() {
-            return Err(format!("{} does not check clean:\n{}", dir.display(), report.diagnostics.render()));
+            return Err(format!(
+                "{} does not check clean:\n{}",
+                dir.display(),
+                report.diagnostics.render()
+            ));
         }
         let files = yaml_files(&dir);
         let scripts = script_files(&dir);
@@ -89,7 +112,11 @@ fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
                 std::hint::black_box(std::fs::read_to_string(path).ok());
             }
         });
-        cases.push(Case { name: name.into(), trellis, raw });
+        cases.push(Case {
+            name: name.into(),
+            trellis,
+            raw,
+        });
     }
     Ok(cases)
 }

@@ -10,7 +10,11 @@ use trellis_engine::graph::WorkflowGraph;
 use trellis_engine::schema::FileKind;
 
 #[derive(Parser)]
-#[command(name = "trellis", version, about = "Model-driven business apps from YAML")]
+#[command(
+    name = "trellis",
+    version,
+    about = "Model-driven business apps from YAML"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,22 +94,32 @@ fn run(command: Command) -> Result<ExitCode, String> {
             match format {
                 Format::Human => eprint!("{}", report.diagnostics.render()),
                 Format::Json => {
-                    let json = serde_json::to_string_pretty(&report.diagnostics.0).map_err(|e| e.to_string())?;
+                    let json = serde_json::to_string_pretty(&report.diagnostics.0)
+                        .map_err(|e| e.to_string())?;
                     println!("{json}");
                 }
             }
-            Ok(if report.diagnostics.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if report.diagnostics.has_errors() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Schema { out } => {
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             for kind in FileKind::ALL {
                 let path = out.join(format!("{}.schema.json", kind.name()));
-                std::fs::write(&path, kind.schema_text()).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::write(&path, kind.schema_text())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Graph { app, workflow, format } => {
+        Command::Graph {
+            app,
+            workflow,
+            format,
+        } => {
             let report = trellis_engine::check(std::slice::from_ref(&app));
             let Some(model) = report.model else {
                 eprint!("{}", report.diagnostics.render());
@@ -114,19 +128,31 @@ fn run(command: Command) -> Result<ExitCode, String> {
             let loaded = &model.apps()[0];
             let Some(item) = loaded.workflows.get(&workflow) else {
                 let known: Vec<&str> = loaded.workflows.keys().map(String::as_str).collect();
-                return Err(format!("no workflow `{workflow}` in {} (workflows: {})", app.display(), known.join(", ")));
+                return Err(format!(
+                    "no workflow `{workflow}` in {} (workflows: {})",
+                    app.display(),
+                    known.join(", ")
+                ));
             };
             let graph = WorkflowGraph::new(&item.value);
-            print!("{}", match format {
-                GraphFormat::Mermaid => graph.mermaid(),
-                GraphFormat::Dot => graph.dot(),
-            });
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Mermaid => graph.mermaid(),
+                    GraphFormat::Dot => graph.dot(),
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::New { folder } => {
-            let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if !trellis_engine::load::valid_name(&name) {
-                return Err(format!("`{name}` is not a valid app name: lowercase letters, digits and `_`, starting with a letter"));
+                return Err(format!(
+                    "`{name}` is not a valid app name: lowercase letters, digits and `_`, starting with a letter"
+                ));
             }
             if folder.exists() {
                 return Err(format!("{} already exists", folder.display()));
@@ -134,13 +160,22 @@ fn run(command: Command) -> Result<ExitCode, String> {
             for (rel, text) in trellis_engine::scaffold::new_app(&name) {
                 let path = folder.join(rel);
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
                 }
                 std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
             }
-            println!("created {}; check it with `trellis check {}`", folder.display(), folder.display());
+            println!(
+                "created {}; check it with `trellis check {}`",
+                folder.display(),
+                folder.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { suite, json, iterations } => bench::run(suite, json, iterations),
+        Command::Bench {
+            suite,
+            json,
+            iterations,
+        } => bench::run(suite, json, iterations),
     }
 }

@@ -73,12 +73,26 @@ fn each_file_broken_by(tail: &str, expected_code: &str) {
         let broken_line = original.lines().count() + 1;
         std::fs::write(&file, format!("{original}{tail}")).expect("write");
         let out = trellis(&["check", "leave"], tmp.path());
-        let rel = file.strip_prefix(tmp.path()).expect("inside").display().to_string();
+        let rel = file
+            .strip_prefix(tmp.path())
+            .expect("inside")
+            .display()
+            .to_string();
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "appending to {rel} must fail:\n{err}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "appending to {rel} must fail:\n{err}"
+        );
         let located = format!("{rel}:{broken_line}:");
-        assert!(err.contains(&located), "expected a diagnostic at {located}:\n{err}");
-        assert!(err.contains(expected_code), "expected {expected_code} for {rel}:\n{err}");
+        assert!(
+            err.contains(&located),
+            "expected a diagnostic at {located}:\n{err}"
+        );
+        assert!(
+            err.contains(expected_code),
+            "expected {expected_code} for {rel}:\n{err}"
+        );
         std::fs::write(&file, original).expect("restore");
     }
 }
@@ -97,7 +111,9 @@ fn an_unknown_key_appended_to_any_example_file_is_located() {
 fn json_output_lists_diagnostics_for_tools() {
     let (tmp, app) = scratch_example();
     let entity = app.join("entities/leave_balance.yaml");
-    let text = std::fs::read_to_string(&entity).expect("readable").replace("target: leave_type", "target: leave_typo");
+    let text = std::fs::read_to_string(&entity)
+        .expect("readable")
+        .replace("target: leave_type", "target: leave_typo");
     std::fs::write(&entity, text).expect("write");
     let out = trellis(&["check", "--format", "json", "leave"], tmp.path());
     assert_eq!(out.status.code(), Some(1));
@@ -118,7 +134,11 @@ fn new_scaffolds_an_app_that_checks_clean() {
     let out = trellis(&["check", "field_service"], tmp.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let again = trellis(&["new", "field_service"], tmp.path());
-    assert_eq!(again.status.code(), Some(2), "an existing folder is not overwritten");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing folder is not overwritten"
+    );
     let bad = trellis(&["new", "Bad-Name"], tmp.path());
     assert_eq!(bad.status.code(), Some(2));
 }
@@ -129,9 +149,24 @@ fn graph_draws_a_workflow() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mermaid = String::from_utf8_lossy(&out.stdout);
     assert!(mermaid.starts_with("stateDiagram-v2\n"));
-    assert!(mermaid.contains("submitted --> hr_review : send_to_hr"), "{mermaid}");
-    let out = trellis(&["graph", "examples/leave", "leave_request", "--format", "dot"], &repo());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"submitted\" -> \"approved\" [label=\"approve\"];"));
+    assert!(
+        mermaid.contains("submitted --> hr_review : send_to_hr"),
+        "{mermaid}"
+    );
+    let out = trellis(
+        &[
+            "graph",
+            "examples/leave",
+            "leave_request",
+            "--format",
+            "dot",
+        ],
+        &repo(),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("\"submitted\" -> \"approved\" [label=\"approve\"];")
+    );
     let out = trellis(&["graph", "examples/leave", "nope"], &repo());
     assert_eq!(out.status.code(), Some(2));
 }
@@ -141,10 +176,25 @@ fn schema_writes_every_kind() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = trellis(&["schema", "--out", "s"], tmp.path());
     assert_eq!(out.status.code(), Some(0));
-    for kind in ["app", "entity", "workflow", "roles", "dashboard", "alert", "job", "test", "data"] {
-        let written = std::fs::read_to_string(tmp.path().join(format!("s/{kind}.schema.json"))).expect("written");
-        let committed = std::fs::read_to_string(repo().join(format!("schemas/{kind}.schema.json"))).expect("committed");
-        assert_eq!(written, committed, "schemas/{kind}.schema.json differs from `trellis schema`");
+    for kind in [
+        "app",
+        "entity",
+        "workflow",
+        "roles",
+        "dashboard",
+        "alert",
+        "job",
+        "test",
+        "data",
+    ] {
+        let written = std::fs::read_to_string(tmp.path().join(format!("s/{kind}.schema.json")))
+            .expect("written");
+        let committed = std::fs::read_to_string(repo().join(format!("schemas/{kind}.schema.json")))
+            .expect("committed");
+        assert_eq!(
+            written, committed,
+            "schemas/{kind}.schema.json differs from `trellis schema`"
+        );
     }
 }
 
@@ -157,8 +207,14 @@ fn bench_check_prints_figures_and_the_ratio_to_the_raw_baseline() {
     let cases = report["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 2);
     for case in cases {
-        let (t, raw, ratio) = (case["trellis_mean_ms"].as_f64(), case["raw_mean_ms"].as_f64(), case["ratio"].as_f64());
-        let (Some(t), Some(raw), Some(ratio)) = (t, raw, ratio) else { panic!("numbers expected: {case}") };
+        let (t, raw, ratio) = (
+            case["trellis_mean_ms"].as_f64(),
+            case["raw_mean_ms"].as_f64(),
+            case["ratio"].as_f64(),
+        );
+        let (Some(t), Some(raw), Some(ratio)) = (t, raw, ratio) else {
+            panic!("numbers expected: {case}")
+        };
         assert!(t > 0.0 && raw > 0.0);
         assert!((ratio - t / raw).abs() < 1e-6 * ratio.max(1.0));
     }

@@ -239,7 +239,11 @@ impl Diagnostic {
 
     /// Adds a hint unless one is already there (a "did you mean" wins over a list).
     pub fn with_help_if_none(self, help: impl Into<String>) -> Self {
-        if self.help.is_some() { self } else { self.with_help(help) }
+        if self.help.is_some() {
+            self
+        } else {
+            self.with_help(help)
+        }
     }
 
     /// Adds a "did you mean" hint when a known name is close to `wrong`.
@@ -267,7 +271,11 @@ impl Diagnostic {
         if let (Some(span), Some(line)) = (self.span, &self.source_line) {
             let marker_start = " ".repeat(span.column.saturating_sub(1) as usize);
             let carets = "^".repeat(span.len.max(1) as usize);
-            let label = self.label.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
+            let label = self
+                .label
+                .as_deref()
+                .map(|l| format!(" {l}"))
+                .unwrap_or_default();
             let _ = writeln!(out, "{pad} |");
             let _ = writeln!(out, "{} | {}", span.line, line.trim_end());
             let _ = writeln!(out, "{pad} | {marker_start}{carets}{label}");

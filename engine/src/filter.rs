@@ -132,7 +132,11 @@ pub trait FilterScope {
 pub fn check(filter: &Filter, scope: &dyn FilterScope) -> Result<Expr, Vec<FilterError>> {
     let mut errors = Vec::new();
     let expr = parse_map(&filter.0, "", scope, &mut errors);
-    if errors.is_empty() { Ok(expr) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(expr)
+    } else {
+        Err(errors)
+    }
 }
 
 fn err(pointer: &str, kind: FilterErrorKind, message: impl Into<String>) -> FilterError {
@@ -156,7 +160,11 @@ fn parse_map(
         match key.as_str() {
             "and" | "or" => {
                 let Some(items) = value.as_array() else {
-                    errors.push(err(&here, FilterErrorKind::Malformed, format!("`{key}` takes a list of filters")));
+                    errors.push(err(
+                        &here,
+                        FilterErrorKind::Malformed,
+                        format!("`{key}` takes a list of filters"),
+                    ));
                     continue;
                 };
                 let mut subs = Vec::new();
@@ -164,14 +172,26 @@ fn parse_map(
                     let item_at = format!("{here}/{i}");
                     match item.as_object() {
                         Some(m) => subs.push(parse_map(m, &item_at, scope, errors)),
-                        None => errors.push(err(&item_at, FilterErrorKind::Malformed, "expected a filter (a mapping)")),
+                        None => errors.push(err(
+                            &item_at,
+                            FilterErrorKind::Malformed,
+                            "expected a filter (a mapping)",
+                        )),
                     }
                 }
-                parts.push(if key == "and" { Expr::And(subs) } else { Expr::Or(subs) });
+                parts.push(if key == "and" {
+                    Expr::And(subs)
+                } else {
+                    Expr::Or(subs)
+                });
             }
             "not" => match value.as_object() {
                 Some(m) => parts.push(Expr::Not(Box::new(parse_map(m, &here, scope, errors)))),
-                None => errors.push(err(&here, FilterErrorKind::Malformed, "`not` takes a filter (a mapping)")),
+                None => errors.push(err(
+                    &here,
+                    FilterErrorKind::Malformed,
+                    "`not` takes a filter (a mapping)",
+                )),
             },
             _ => {
                 let path: Vec<String> = key.split('.').map(str::to_owned).collect();
@@ -183,8 +203,18 @@ fn parse_map(
                         continue;
                     }
                 };
-                if matches!(facts.kind, FieldType::Table | FieldType::Json | FieldType::Attachment) {
-                    errors.push(err(&here, FilterErrorKind::BadValue, format!("`{key}` cannot be filtered on (a {} field)", kind_name(facts.kind))));
+                if matches!(
+                    facts.kind,
+                    FieldType::Table | FieldType::Json | FieldType::Attachment
+                ) {
+                    errors.push(err(
+                        &here,
+                        FilterErrorKind::BadValue,
+                        format!(
+                            "`{key}` cannot be filtered on (a {} field)",
+                            kind_name(facts.kind)
+                        ),
+                    ));
                     continue;
                 }
                 match value {
@@ -192,27 +222,52 @@ fn parse_map(
                         for (op_name, operand) in ops {
                             let op_at = format!("{here}/{}", crate::source::escape(op_name));
                             let Some(op) = Op::named(op_name) else {
-                                let mut e = err(&op_at, FilterErrorKind::UnknownOperator, format!("unknown filter operator `{op_name}`"));
-                                e.candidates = Op::ALL.iter().map(|(n, _)| (*n).to_owned()).collect();
+                                let mut e = err(
+                                    &op_at,
+                                    FilterErrorKind::UnknownOperator,
+                                    format!("unknown filter operator `{op_name}`"),
+                                );
+                                e.candidates =
+                                    Op::ALL.iter().map(|(n, _)| (*n).to_owned()).collect();
                                 errors.push(e);
                                 continue;
                             };
-                            if let Some(operand) = operand_for(op, operand, &facts, &op_at, key, scope, errors) {
-                                parts.push(Expr::Compare { path: path.clone(), op, value: operand });
+                            if let Some(operand) =
+                                operand_for(op, operand, &facts, &op_at, key, scope, errors)
+                            {
+                                parts.push(Expr::Compare {
+                                    path: path.clone(),
+                                    op,
+                                    value: operand,
+                                });
                             }
                         }
                     }
                     _ => {
-                        let op = if facts.multiple || facts.kind == FieldType::MultiSelect { Op::Contains } else { Op::Eq };
-                        if let Some(operand) = operand_for(op, value, &facts, &here, key, scope, errors) {
-                            parts.push(Expr::Compare { path, op, value: operand });
+                        let op = if facts.multiple || facts.kind == FieldType::MultiSelect {
+                            Op::Contains
+                        } else {
+                            Op::Eq
+                        };
+                        if let Some(operand) =
+                            operand_for(op, value, &facts, &here, key, scope, errors)
+                        {
+                            parts.push(Expr::Compare {
+                                path,
+                                op,
+                                value: operand,
+                            });
                         }
                     }
                 }
             }
         }
     }
-    if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) }
+    if parts.len() == 1 {
+        parts.remove(0)
+    } else {
+        Expr::And(parts)
+    }
 }
 
 fn operand_for(
@@ -226,54 +281,103 @@ fn operand_for(
 ) -> Option<Operand> {
     let ordered = matches!(
         facts.kind,
-        FieldType::Integer | FieldType::Decimal | FieldType::Money | FieldType::Percent
-            | FieldType::Date | FieldType::Datetime | FieldType::Text | FieldType::Email
-            | FieldType::Phone | FieldType::Url | FieldType::LongText
+        FieldType::Integer
+            | FieldType::Decimal
+            | FieldType::Money
+            | FieldType::Percent
+            | FieldType::Date
+            | FieldType::Datetime
+            | FieldType::Text
+            | FieldType::Email
+            | FieldType::Phone
+            | FieldType::Url
+            | FieldType::LongText
     );
     let textual = matches!(
         facts.kind,
-        FieldType::Text | FieldType::LongText | FieldType::Email | FieldType::Phone | FieldType::Url
+        FieldType::Text
+            | FieldType::LongText
+            | FieldType::Email
+            | FieldType::Phone
+            | FieldType::Url
     );
     match op {
         Op::IsNull => match value {
             Value::Bool(_) => Some(Operand::Value(value.clone())),
             _ => {
-                errors.push(err(at, FilterErrorKind::BadValue, "`is_null` takes `true` or `false`"));
+                errors.push(err(
+                    at,
+                    FilterErrorKind::BadValue,
+                    "`is_null` takes `true` or `false`",
+                ));
                 None
             }
         },
         Op::In | Op::NotIn | Op::Between => {
             let Some(items) = value.as_array() else {
-                errors.push(err(at, FilterErrorKind::BadValue, "expected a list of values"));
+                errors.push(err(
+                    at,
+                    FilterErrorKind::BadValue,
+                    "expected a list of values",
+                ));
                 return None;
             };
             if op == Op::Between && (items.len() != 2 || !ordered) {
-                let msg = if ordered { "`between` takes two values: [low, high]".to_owned() } else { format!("`{field}` has no order; `between` does not apply") };
+                let msg = if ordered {
+                    "`between` takes two values: [low, high]".to_owned()
+                } else {
+                    format!("`{field}` has no order; `between` does not apply")
+                };
                 errors.push(err(at, FilterErrorKind::BadValue, msg));
                 return None;
             }
-            let single = FieldFacts { multiple: false, ..facts.clone() };
+            let single = FieldFacts {
+                multiple: false,
+                ..facts.clone()
+            };
             let list: Vec<Operand> = items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| scalar(item, &single, &format!("{at}/{i}"), field, scope, errors))
+                .filter_map(|(i, item)| {
+                    scalar(item, &single, &format!("{at}/{i}"), field, scope, errors)
+                })
                 .collect();
             (list.len() == items.len()).then_some(Operand::List(list))
         }
         Op::Lt | Op::Lte | Op::Gt | Op::Gte if !ordered => {
-            errors.push(err(at, FilterErrorKind::BadValue, format!("`{field}` has no order; use `eq`, `ne` or `in`")));
+            errors.push(err(
+                at,
+                FilterErrorKind::BadValue,
+                format!("`{field}` has no order; use `eq`, `ne` or `in`"),
+            ));
             None
         }
         Op::StartsWith | Op::EndsWith if !textual => {
-            errors.push(err(at, FilterErrorKind::BadValue, format!("`{field}` is not text")));
+            errors.push(err(
+                at,
+                FilterErrorKind::BadValue,
+                format!("`{field}` is not text"),
+            ));
             None
         }
         Op::Contains if !(textual || facts.multiple || facts.kind == FieldType::MultiSelect) => {
-            errors.push(err(at, FilterErrorKind::BadValue, format!("`contains` needs a text or multi-value field; `{field}` is neither")));
+            errors.push(err(
+                at,
+                FilterErrorKind::BadValue,
+                format!("`contains` needs a text or multi-value field; `{field}` is neither"),
+            ));
             None
         }
         _ => {
-            let single = FieldFacts { multiple: false, kind: if facts.kind == FieldType::MultiSelect { FieldType::Select } else { facts.kind }, ..facts.clone() };
+            let single = FieldFacts {
+                multiple: false,
+                kind: if facts.kind == FieldType::MultiSelect {
+                    FieldType::Select
+                } else {
+                    facts.kind
+                },
+                ..facts.clone()
+            };
             scalar(value, &single, at, field, scope, errors)
         }
     }
@@ -288,17 +392,26 @@ pub fn check_value(
     scope: &dyn FilterScope,
 ) -> Result<Operand, Vec<FilterError>> {
     let mut errors = Vec::new();
-    let single = FieldFacts { multiple: false, ..facts.clone() };
+    let single = FieldFacts {
+        multiple: false,
+        ..facts.clone()
+    };
     let operand = match value {
         Value::Array(items) if facts.multiple || facts.kind == FieldType::MultiSelect => {
             let single = FieldFacts {
-                kind: if facts.kind == FieldType::MultiSelect { FieldType::Select } else { facts.kind },
+                kind: if facts.kind == FieldType::MultiSelect {
+                    FieldType::Select
+                } else {
+                    facts.kind
+                },
                 ..single
             };
             let list: Vec<Operand> = items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| scalar(item, &single, &format!("/{i}"), field, scope, &mut errors))
+                .filter_map(|(i, item)| {
+                    scalar(item, &single, &format!("/{i}"), field, scope, &mut errors)
+                })
                 .collect();
             Some(Operand::List(list))
         }
@@ -329,11 +442,17 @@ fn scalar(
         FieldType::Decimal | FieldType::Money | FieldType::Percent => value.is_number(),
         FieldType::Boolean => value.is_boolean(),
         FieldType::Date => value.as_str().is_some_and(is_date),
-        FieldType::Datetime => value.as_str().is_some_and(|s| is_date(s) || chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        FieldType::Datetime => value
+            .as_str()
+            .is_some_and(|s| is_date(s) || chrono::DateTime::parse_from_rfc3339(s).is_ok()),
         FieldType::Select | FieldType::MultiSelect => match value.as_str() {
             Some(v) if facts.options.iter().any(|o| o == v) => true,
             Some(v) => {
-                let mut e = err(at, FilterErrorKind::BadValue, format!("`{v}` is not an option of `{field}`"));
+                let mut e = err(
+                    at,
+                    FilterErrorKind::BadValue,
+                    format!("`{v}` is not an option of `{field}`"),
+                );
                 e.candidates = facts.options.clone();
                 errors.push(e);
                 return None;
@@ -346,7 +465,15 @@ fn scalar(
     if fits || value.is_null() {
         Some(Operand::Value(value.clone()))
     } else {
-        errors.push(err(at, FilterErrorKind::BadValue, format!("`{}` does not fit `{field}`, a {} field", compact(value), kind_name(facts.kind))));
+        errors.push(err(
+            at,
+            FilterErrorKind::BadValue,
+            format!(
+                "`{}` does not fit `{field}`, a {} field",
+                compact(value),
+                kind_name(facts.kind)
+            ),
+        ));
         None
     }
 }
@@ -362,7 +489,11 @@ fn variable(
         return match scope.user_attribute(attr) {
             Some(_) => Some(Var::User(attr.to_owned())),
             None => {
-                let mut e = err(at, FilterErrorKind::UnknownVariable, format!("unknown variable `$user.{attr}`"));
+                let mut e = err(
+                    at,
+                    FilterErrorKind::UnknownVariable,
+                    format!("unknown variable `$user.{attr}`"),
+                );
                 e.candidates = scope.user_attributes();
                 errors.push(e);
                 None
@@ -382,7 +513,14 @@ fn variable(
         ("today", Some(s)) if date_like && s % 86_400 == 0 => Some(Var::Today(s / 86_400)),
         ("now", Some(s)) if facts.kind == FieldType::Datetime => Some(Var::Now(s)),
         ("today" | "now", Some(_)) if !date_like => {
-            errors.push(err(at, FilterErrorKind::BadValue, format!("`${var}` is a date; the field is a {} field", kind_name(facts.kind))));
+            errors.push(err(
+                at,
+                FilterErrorKind::BadValue,
+                format!(
+                    "`${var}` is a date; the field is a {} field",
+                    kind_name(facts.kind)
+                ),
+            ));
             None
         }
         ("today" | "now", _) => {
@@ -390,7 +528,11 @@ fn variable(
             None
         }
         _ => {
-            let mut e = err(at, FilterErrorKind::UnknownVariable, format!("unknown variable `${var}`"));
+            let mut e = err(
+                at,
+                FilterErrorKind::UnknownVariable,
+                format!("unknown variable `${var}`"),
+            );
             e.candidates = vec!["$today".into(), "$now".into(), "$user.id".into()];
             errors.push(e);
             None
@@ -443,7 +585,9 @@ impl Expr {
             Expr::Or(parts) => parts.iter().any(|p| p.matches(record, vars)),
             Expr::Not(inner) => !inner.matches(record, vars),
             Expr::Compare { path, op, value } => {
-                let [name] = path.as_slice() else { return false };
+                let [name] = path.as_slice() else {
+                    return false;
+                };
                 let field = record.get(name).unwrap_or(&Value::Null);
                 compare(field, *op, &resolve(value, vars))
             }
@@ -456,11 +600,14 @@ fn resolve(operand: &Operand, vars: &Bindings) -> Value {
         Operand::Value(v) => v.clone(),
         Operand::List(items) => Value::Array(items.iter().map(|i| resolve(i, vars)).collect()),
         Operand::Var(Var::User(attr)) => vars.user.get(attr).cloned().unwrap_or(Value::Null),
-        Operand::Var(Var::Today(days)) => {
-            Value::String((vars.today + chrono::Duration::days(*days)).format("%Y-%m-%d").to_string())
-        }
+        Operand::Var(Var::Today(days)) => Value::String(
+            (vars.today + chrono::Duration::days(*days))
+                .format("%Y-%m-%d")
+                .to_string(),
+        ),
         Operand::Var(Var::Now(secs)) => Value::String(
-            (vars.now + chrono::Duration::seconds(*secs)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (vars.now + chrono::Duration::seconds(*secs))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
     }
 }
@@ -480,7 +627,10 @@ fn compare(field: &Value, op: Op, value: &Value) -> bool {
         Op::Lt => order(field, value) == Some(Ordering::Less),
         Op::Lte => matches!(order(field, value), Some(Ordering::Less | Ordering::Equal)),
         Op::Gt => order(field, value) == Some(Ordering::Greater),
-        Op::Gte => matches!(order(field, value), Some(Ordering::Greater | Ordering::Equal)),
+        Op::Gte => matches!(
+            order(field, value),
+            Some(Ordering::Greater | Ordering::Equal)
+        ),
         Op::In => value.as_array().is_some_and(|vs| vs.contains(field)),
         Op::NotIn => value.as_array().is_some_and(|vs| !vs.contains(field)),
         Op::Contains => match (field, value) {
@@ -488,8 +638,12 @@ fn compare(field: &Value, op: Op, value: &Value) -> bool {
             (Value::String(s), Value::String(v)) => s.contains(v.as_str()),
             _ => false,
         },
-        Op::StartsWith => matches!((field, value), (Value::String(s), Value::String(v)) if s.starts_with(v.as_str())),
-        Op::EndsWith => matches!((field, value), (Value::String(s), Value::String(v)) if s.ends_with(v.as_str())),
+        Op::StartsWith => {
+            matches!((field, value), (Value::String(s), Value::String(v)) if s.starts_with(v.as_str()))
+        }
+        Op::EndsWith => {
+            matches!((field, value), (Value::String(s), Value::String(v)) if s.ends_with(v.as_str()))
+        }
         Op::Between => match value.as_array().map(Vec::as_slice) {
             Some([low, high]) => {
                 matches!(order(field, low), Some(Ordering::Greater | Ordering::Equal))

@@ -38,7 +38,9 @@ impl<'w> WorkflowGraph<'w> {
             .collect();
         let index = |name: &str| nodes.iter().find(|(n, _)| *n == name).map(|(_, i)| *i);
         for t in &workflow.transitions {
-            let Some(to) = t.to.as_deref().and_then(index) else { continue };
+            let Some(to) = t.to.as_deref().and_then(index) else {
+                continue;
+            };
             for from in t.from.iter().flat_map(|f| f.names()) {
                 let starts: Vec<NodeIndex> = if from == "*" {
                     workflow
@@ -55,7 +57,11 @@ impl<'w> WorkflowGraph<'w> {
                 }
             }
         }
-        WorkflowGraph { workflow, graph, nodes }
+        WorkflowGraph {
+            workflow,
+            graph,
+            nodes,
+        }
     }
 
     fn is_final(&self, name: &str) -> bool {
@@ -141,13 +147,23 @@ impl<'w> WorkflowGraph<'w> {
     pub fn dot(&self) -> String {
         use petgraph::visit::{EdgeRef, IntoEdgeReferences};
         let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-        let mut out = String::from("digraph workflow {\n    rankdir=LR;\n    node [shape=box, style=rounded];\n");
+        let mut out = String::from(
+            "digraph workflow {\n    rankdir=LR;\n    node [shape=box, style=rounded];\n",
+        );
         for &(name, _) in &self.nodes {
             let state = &self.workflow.states[name];
             let label = state.label.as_ref().map_or(name, |l| l.text("en"));
-            let shape = if state.is_final { ", peripheries=2" } else { "" };
+            let shape = if state.is_final {
+                ", peripheries=2"
+            } else {
+                ""
+            };
             let bold = if state.is_initial { ", penwidth=2" } else { "" };
-            out.push_str(&format!("    {} [label={}{shape}{bold}];\n", quote(name), quote(label)));
+            out.push_str(&format!(
+                "    {} [label={}{shape}{bold}];\n",
+                quote(name),
+                quote(label)
+            ));
         }
         for edge in (&self.graph).edge_references() {
             out.push_str(&format!(

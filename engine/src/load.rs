@@ -105,8 +105,12 @@ pub fn load_app(dir: &Path, diags: &mut Diagnostics) -> LoadedApp {
     let manifest_path = dir.join("app.yaml");
     if !manifest_path.is_file() {
         diags.push(
-            Diagnostic::file(Code::BadFile, &manifest_path, "an app folder needs an `app.yaml`")
-                .with_help("run `trellis new <folder>` to start an app"),
+            Diagnostic::file(
+                Code::BadFile,
+                &manifest_path,
+                "an app folder needs an `app.yaml`",
+            )
+            .with_help("run `trellis new <folder>` to start an app"),
         );
     } else if let Some(item) = load_item(&manifest_path, FileKind::App, &mut app.broken, diags) {
         app.manifest = Some(item);
@@ -171,13 +175,34 @@ fn load_folder(folder: &Path, kind: FileKind, app: &mut LoadedApp, diags: &mut D
             );
         }
         match kind {
-            FileKind::Entity => insert(&mut app.entities, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Workflow => insert(&mut app.workflows, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Dashboard => insert(&mut app.dashboards, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Alert => insert(&mut app.alerts, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Job => insert(&mut app.jobs, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Test => insert(&mut app.tests, load_item(&path, kind, &mut app.broken, diags)),
-            FileKind::Data => insert(&mut app.data, load_item(&path, kind, &mut app.broken, diags)),
+            FileKind::Entity => insert(
+                &mut app.entities,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Workflow => insert(
+                &mut app.workflows,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Dashboard => insert(
+                &mut app.dashboards,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Alert => insert(
+                &mut app.alerts,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Job => insert(
+                &mut app.jobs,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Test => insert(
+                &mut app.tests,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Data => insert(
+                &mut app.data,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
             FileKind::App | FileKind::Roles => {}
         }
     }
@@ -201,10 +226,18 @@ fn load_scripts(folder: &Path, app_dir: &Path, app: &mut LoadedApp, diags: &mut 
                         .replace('\\', "/");
                     app.scripts.insert(rel, ScriptFile { path, text });
                 }
-                Err(e) => diags.push(Diagnostic::file(Code::BadFile, &path, format!("cannot read: {e}"))),
+                Err(e) => diags.push(Diagnostic::file(
+                    Code::BadFile,
+                    &path,
+                    format!("cannot read: {e}"),
+                )),
             }
         } else if path.is_file() {
-            diags.push(Diagnostic::file(Code::BadFile, &path, "`rules` holds only `.rhai` files"));
+            diags.push(Diagnostic::file(
+                Code::BadFile,
+                &path,
+                "`rules` holds only `.rhai` files",
+            ));
         }
     }
 }

@@ -75,7 +75,10 @@ impl FileKind {
         if let Value::Object(map) = &mut value {
             map.insert(
                 "$id".into(),
-                Value::String(format!("https://trellis.dev/schemas/{}.schema.json", self.name())),
+                Value::String(format!(
+                    "https://trellis.dev/schemas/{}.schema.json",
+                    self.name()
+                )),
             );
         }
         value
@@ -144,6 +147,9 @@ fn report(file: &SourceFile, schema: &Value, error: &ValidationError, out: &mut 
             file.key_error(Code::MissingKey, &at, format!("missing key `{name}`"))
                 .with_label(format!("`{name}` is required here"))
         }
+        ValidationErrorKind::Type { .. } if at.is_empty() && instance.is_null() => file
+            .error(Code::WrongType, &at, "the file is empty")
+            .with_help("every model file is a YAML mapping; see docs/model-reference.md"),
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => t.to_string(),
@@ -157,7 +163,11 @@ fn report(file: &SourceFile, schema: &Value, error: &ValidationError, out: &mut 
             file.error(
                 Code::WrongType,
                 &at,
-                format!("expected {}, found {}", article(&expected), describe(instance)),
+                format!(
+                    "expected {}, found {}",
+                    article(&expected),
+                    describe(instance)
+                ),
             )
         }
         ValidationErrorKind::Enum { options } => {
@@ -179,12 +189,18 @@ fn report(file: &SourceFile, schema: &Value, error: &ValidationError, out: &mut 
             alternatives(file, schema, error, context, &at, out);
             return;
         }
-        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            file.error(Code::InvalidValue, &at, format!("{} is below the minimum of {limit}", show(instance)))
-        }
-        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => {
-            file.error(Code::InvalidValue, &at, format!("{} is above the maximum of {limit}", show(instance)))
-        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => file.error(
+            Code::InvalidValue,
+            &at,
+            format!("{} is below the minimum of {limit}", show(instance)),
+        ),
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => file.error(
+            Code::InvalidValue,
+            &at,
+            format!("{} is above the maximum of {limit}", show(instance)),
+        ),
         _ => file.error(Code::InvalidValue, &at, error.to_string()),
     };
     out.push(d);
@@ -228,10 +244,14 @@ fn alternatives(
         && !open_text
     {
         out.push(
-            file.error(Code::InvalidValue, at, format!("`{found}` is not one of the allowed values"))
-                .with_label("not allowed here")
-                .suggest(found, consts.iter().copied())
-                .with_help_if_none(format!("expected one of: {}", consts.join(", "))),
+            file.error(
+                Code::InvalidValue,
+                at,
+                format!("`{found}` is not one of the allowed values"),
+            )
+            .with_label("not allowed here")
+            .suggest(found, consts.iter().copied())
+            .with_help_if_none(format!("expected one of: {}", consts.join(", "))),
         );
         return;
     }
@@ -244,7 +264,11 @@ fn alternatives(
             Some((i, _)) => report_branch(*i),
             None => {
                 let pointer = format!("{at}/{}", crate::source::escape(key));
-                let names: Vec<&str> = tags.iter().map(|(_, t)| *t).chain(consts.iter().copied()).collect();
+                let names: Vec<&str> = tags
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .chain(consts.iter().copied())
+                    .collect();
                 out.push(
                     file.key_error(Code::UnknownKey, &pointer, format!("unknown key `{key}`"))
                         .with_label("not part of the language here")
@@ -263,8 +287,12 @@ fn alternatives(
         return;
     }
     out.push(
-        file.error(Code::WrongType, at, format!("{} does not fit here", describe(instance)))
-            .with_help(forms_hint(schema, schema_path)),
+        file.error(
+            Code::WrongType,
+            at,
+            format!("{} does not fit here", describe(instance)),
+        )
+        .with_help(forms_hint(schema, schema_path)),
     );
 }
 
@@ -352,7 +380,11 @@ fn describe_forms(schema: &Value, alts: &Value) -> String {
                     } else if let Some(t) = alt.get("type").and_then(Value::as_str) {
                         article(t)
                     } else if alt.get("anyOf").is_some() || alt.get("oneOf").is_some() {
-                        let inner = if alt.get("anyOf").is_some() { "anyOf" } else { "oneOf" };
+                        let inner = if alt.get("anyOf").is_some() {
+                            "anyOf"
+                        } else {
+                            "oneOf"
+                        };
                         forms_of(schema, alt, inner)
                     } else {
                         "another form".to_owned()
@@ -392,11 +424,19 @@ fn follow_ref<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     }
 }
 
+/// A JSON Schema type in the words of YAML authors.
 fn article(t: &str) -> String {
-    match t.chars().next() {
-        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {t}"),
-        _ => format!("a {t}"),
+    match t {
+        "object" => "a mapping",
+        "array" => "a list",
+        "string" => "text",
+        "integer" => "a whole number",
+        "number" => "a number",
+        "boolean" => "true or false",
+        "null" => "nothing",
+        other => other,
     }
+    .to_owned()
 }
 
 fn describe(v: &Value) -> String {

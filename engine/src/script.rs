@@ -80,7 +80,8 @@ impl ScriptSandbox {
 fn register_helpers(engine: &mut Engine) {
     // Whole days from one `YYYY-MM-DD` date to another (negative when `to` is earlier).
     engine.register_fn("days_between", |from: &str, to: &str| -> Dynamic {
-        let parse = |s: &str| chrono::NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d");
+        let parse =
+            |s: &str| chrono::NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d");
         match (parse(from), parse(to)) {
             (Ok(a), Ok(b)) => Dynamic::from((b - a).num_days()),
             _ => Dynamic::UNIT,
@@ -89,7 +90,11 @@ fn register_helpers(engine: &mut Engine) {
     // A date moved by a number of days.
     engine.register_fn("add_days", |date: &str, days: i64| -> Dynamic {
         match chrono::NaiveDate::parse_from_str(date.get(..10).unwrap_or(date), "%Y-%m-%d") {
-            Ok(d) => Dynamic::from((d + chrono::Duration::days(days)).format("%Y-%m-%d").to_string()),
+            Ok(d) => Dynamic::from(
+                (d + chrono::Duration::days(days))
+                    .format("%Y-%m-%d")
+                    .to_string(),
+            ),
             Err(_) => Dynamic::UNIT,
         }
     });

@@ -175,7 +175,10 @@ impl SourceFile {
     /// The first character of the value at `pointer` in the text, if it is located.
     pub fn value_start(&self, pointer: &str) -> Option<(Span, char)> {
         let span = *self.values.get(pointer)?;
-        let line = self.text.lines().nth(span.line.saturating_sub(1) as usize)?;
+        let line = self
+            .text
+            .lines()
+            .nth(span.line.saturating_sub(1) as usize)?;
         let c = line.chars().nth(span.column.saturating_sub(1) as usize)?;
         Some((span, c))
     }

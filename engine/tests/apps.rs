@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("engine/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_owned()
 }
 
 fn assert_clean(dir: &Path) -> trellis_engine::CheckedModel {
@@ -48,11 +51,25 @@ fn the_spec_coverage_app_checks_clean() {
     let model = assert_clean(&repo().join("tests/spec-coverage"));
     let app = &model.apps()[0];
     // One workflow per app section of the spec: CRM, SRM, order, WMS, TMS.
-    assert!(app.workflows.len() >= 5, "found {} workflows", app.workflows.len());
+    assert!(
+        app.workflows.len() >= 5,
+        "found {} workflows",
+        app.workflows.len()
+    );
     let customer = &app.entities["customer"].value;
-    let conditional: Vec<_> = customer.unique.iter().filter(|u| u.when.is_some()).collect();
-    assert!(conditional.len() >= 2, "domestic and foreign uniqueness are conditional keys");
-    assert!(app.scripts.keys().any(|k| k.contains("pricing")), "the pricing formula is a Rhai file");
+    let conditional: Vec<_> = customer
+        .unique
+        .iter()
+        .filter(|u| u.when.is_some())
+        .collect();
+    assert!(
+        conditional.len() >= 2,
+        "domestic and foreign uniqueness are conditional keys"
+    );
+    assert!(
+        app.scripts.keys().any(|k| k.contains("pricing")),
+        "the pricing formula is a Rhai file"
+    );
 }
 
 #[test]
@@ -60,30 +77,97 @@ fn the_spec_coverage_app_declares_every_entity_of_the_spec() {
     // The entities of apps-spec.md sections 3.1-3.5, as named in the fixture.
     let expected = [
         // 3.1 CRM
-        "customer", "contact", "follow_up", "lead", "opportunity", "opportunity_review",
-        "product_requirement", "requirement_liaison", "competitor", "market_activity", "task",
-        "feedback", "care_suggestion", "sales_plan", "partner_quota",
+        "customer",
+        "contact",
+        "follow_up",
+        "lead",
+        "opportunity",
+        "opportunity_review",
+        "product_requirement",
+        "requirement_liaison",
+        "competitor",
+        "market_activity",
+        "task",
+        "feedback",
+        "care_suggestion",
+        "sales_plan",
+        "partner_quota",
         // 3.2 SRM
-        "supplier", "supplier_change", "purchase_request", "purchase_order", "purchase_contract",
-        "delivery_plan", "goods_receipt", "supplier_payment", "supplier_invoice",
+        "supplier",
+        "supplier_change",
+        "purchase_request",
+        "purchase_order",
+        "purchase_contract",
+        "delivery_plan",
+        "goods_receipt",
+        "supplier_payment",
+        "supplier_invoice",
         // 3.3 Order process
-        "product", "price_policy", "price_authority", "quote", "project_cost_estimate",
-        "sales_contract", "sales_order", "order_plan", "shipment", "delivery_project",
-        "invoice_request", "payment_collection", "collection_plan", "account_adjustment",
-        "service_ticket", "incentive_budget", "fee_accrual",
+        "product",
+        "price_policy",
+        "price_authority",
+        "quote",
+        "project_cost_estimate",
+        "sales_contract",
+        "sales_order",
+        "order_plan",
+        "shipment",
+        "delivery_project",
+        "invoice_request",
+        "payment_collection",
+        "collection_plan",
+        "account_adjustment",
+        "service_ticket",
+        "incentive_budget",
+        "fee_accrual",
         // 3.4 WMS
-        "warehouse", "bin", "cargo_owner", "sku", "inbound_notice", "receipt", "stock",
-        "outbound_notice", "ownership_transfer", "trip", "pick_list", "pod", "customer_return",
-        "stock_adjustment", "move_order", "return_to_vendor", "cycle_count", "processing_order",
-        "transfer", "rate_contract", "fee_line", "dock_appointment",
+        "warehouse",
+        "bin",
+        "cargo_owner",
+        "sku",
+        "inbound_notice",
+        "receipt",
+        "stock",
+        "outbound_notice",
+        "ownership_transfer",
+        "trip",
+        "pick_list",
+        "pod",
+        "customer_return",
+        "stock_adjustment",
+        "move_order",
+        "return_to_vendor",
+        "cycle_count",
+        "processing_order",
+        "transfer",
+        "rate_contract",
+        "fee_line",
+        "dock_appointment",
         // 3.5 TMS
-        "fleet", "vehicle", "personnel", "carrier", "freight_contract", "route",
-        "consignment_note", "transport_exception", "dispatch_note", "freight_bill", "repair",
-        "fuel_record", "key_part",
+        "fleet",
+        "vehicle",
+        "personnel",
+        "carrier",
+        "freight_contract",
+        "route",
+        "consignment_note",
+        "transport_exception",
+        "dispatch_note",
+        "freight_bill",
+        "repair",
+        "fuel_record",
+        "key_part",
     ];
     let report = trellis_engine::check(&[repo().join("tests/spec-coverage")]);
     let model = report.model.expect("the fixture checks clean");
     let app = &model.apps()[0];
-    let missing: Vec<&str> = expected.iter().copied().filter(|e| !app.entities.contains_key(*e)).collect();
-    assert!(missing.is_empty(), "entities of the spec missing from the fixture: {missing:?}");
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|e| !app.entities.contains_key(*e))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "entities of the spec missing from the fixture: {missing:?}"
+    );
 }

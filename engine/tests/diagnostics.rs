@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("engine/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_owned()
 }
 
 fn render(dir: &Path) -> String {
@@ -26,7 +29,11 @@ fn broken_fixtures_report_the_expected_diagnostics() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 25, "expected at least 25 broken fixtures, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 broken fixtures, found {}",
+        cases.len()
+    );
     let bless = std::env::var_os("TRELLIS_BLESS").is_some();
     let mut failures = Vec::new();
     for case in &cases {
@@ -38,7 +45,10 @@ fn broken_fixtures_report_the_expected_diagnostics() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if actual != expected {
-            failures.push(format!("--- {}\n=== expected:\n{expected}\n=== actual:\n{actual}", case.display()));
+            failures.push(format!(
+                "--- {}\n=== expected:\n{expected}\n=== actual:\n{actual}",
+                case.display()
+            ));
         }
         assert!(
             actual.contains(": error["),
@@ -46,5 +56,10 @@ fn broken_fixtures_report_the_expected_diagnostics() {
             case.display()
         );
     }
-    assert!(failures.is_empty(), "{} snapshot(s) differ (TRELLIS_BLESS=1 rewrites them):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} snapshot(s) differ (TRELLIS_BLESS=1 rewrites them):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -8,7 +8,10 @@ use trellis_engine::Code;
 use trellis_engine::schema::FileKind;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("engine/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_owned()
 }
 
 #[test]
@@ -39,7 +42,8 @@ fn property_names(value: &serde_json::Value, out: &mut Vec<String>) {
 
 #[test]
 fn the_model_reference_documents_every_key_and_code() {
-    let doc = std::fs::read_to_string(repo().join("docs/model-reference.md")).expect("docs/model-reference.md exists");
+    let doc = std::fs::read_to_string(repo().join("docs/model-reference.md"))
+        .expect("docs/model-reference.md exists");
     let mut missing = Vec::new();
     for kind in FileKind::ALL {
         let mut names = Vec::new();
@@ -55,15 +59,30 @@ fn the_model_reference_documents_every_key_and_code() {
             missing.push(code.as_str().to_owned());
         }
     }
-    assert!(missing.is_empty(), "docs/model-reference.md does not mention: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/model-reference.md does not mention: {missing:?}"
+    );
 }
 
 #[test]
 fn the_engine_depends_on_no_storage_http_or_template_crate() {
-    let manifest = std::fs::read_to_string(repo().join("engine/Cargo.toml")).expect("engine/Cargo.toml");
-    for forbidden in ["sea-orm", "sea-query", "sqlx", "axum", "hyper", "tower", "minijinja", "reqwest"] {
+    let manifest =
+        std::fs::read_to_string(repo().join("engine/Cargo.toml")).expect("engine/Cargo.toml");
+    for forbidden in [
+        "sea-orm",
+        "sea-query",
+        "sqlx",
+        "axum",
+        "hyper",
+        "tower",
+        "minijinja",
+        "reqwest",
+    ] {
         assert!(
-            !manifest.lines().any(|l| l.trim_start().starts_with(forbidden)),
+            !manifest
+                .lines()
+                .any(|l| l.trim_start().starts_with(forbidden)),
             "the engine must stay pure, but engine/Cargo.toml names `{forbidden}`"
         );
     }
@@ -72,7 +91,12 @@ fn the_engine_depends_on_no_storage_http_or_template_crate() {
 #[test]
 fn every_module_starts_with_a_doc_comment() {
     let mut undocumented = Vec::new();
-    let mut stack = vec![repo().join("engine/src"), repo().join("runtime/src"), repo().join("designer/src"), repo().join("src")];
+    let mut stack = vec![
+        repo().join("engine/src"),
+        repo().join("runtime/src"),
+        repo().join("designer/src"),
+        repo().join("src"),
+    ];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
@@ -86,7 +110,10 @@ fn every_module_starts_with_a_doc_comment() {
             }
         }
     }
-    assert!(undocumented.is_empty(), "modules without a `//!` first line: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "modules without a `//!` first line: {undocumented:?}"
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::json;
 use trellis_engine::check::{duration_seconds, entity_numbering_pattern};
-use trellis_engine::filter::{self, Bindings, Expr, FieldFacts, FilterError, FilterErrorKind, FilterScope, Op, Operand, Var};
+use trellis_engine::filter::{
+    self, Bindings, Expr, FieldFacts, FilterError, FilterErrorKind, FilterScope, Op, Operand, Var,
+};
 use trellis_engine::graph::WorkflowGraph;
 use trellis_engine::model::{FieldType, Filter, Workflow};
 use trellis_engine::script::ScriptSandbox;
@@ -13,7 +15,9 @@ use trellis_engine::source::SourceFile;
 
 #[test]
 fn every_value_and_key_is_located_by_its_json_pointer() {
-    let text = "label: {en: Customer, zh: 客户}\nfields:\n  name:\n    type: text\n  tags: [a, 'b']\n".to_owned();
+    let text =
+        "label: {en: Customer, zh: 客户}\nfields:\n  name:\n    type: text\n  tags: [a, 'b']\n"
+            .to_owned();
     let (file, value) = SourceFile::parse(Path::new("x.yaml"), text).expect("valid YAML");
     assert_eq!(value["fields"]["name"]["type"], "text");
     let at = |p: &str| file.value_span(p).map(|s| (s.line, s.column));
@@ -28,10 +32,12 @@ fn every_value_and_key_is_located_by_its_json_pointer() {
 
 #[test]
 fn yaml_syntax_errors_and_duplicate_keys_are_located() {
-    let err = SourceFile::parse(Path::new("x.yaml"), "a: [1, 2\nb: 3\n".into()).expect_err("invalid YAML");
+    let err = SourceFile::parse(Path::new("x.yaml"), "a: [1, 2\nb: 3\n".into())
+        .expect_err("invalid YAML");
     assert_eq!(err.code, trellis_engine::Code::YamlSyntax);
     assert_eq!(err.span.map(|s| s.line), Some(2));
-    let err = SourceFile::parse(Path::new("x.yaml"), "a: 1\nb: 2\na: 3\n".into()).expect_err("duplicate key");
+    let err = SourceFile::parse(Path::new("x.yaml"), "a: 1\nb: 2\na: 3\n".into())
+        .expect_err("duplicate key");
     assert_eq!(err.code, trellis_engine::Code::DuplicateKey);
     assert_eq!(err.span.map(|s| (s.line, s.column)), Some((3, 1)));
 }
@@ -39,7 +45,8 @@ fn yaml_syntax_errors_and_duplicate_keys_are_located() {
 #[test]
 fn yes_and_no_stay_text() {
     // YAML 1.1 booleans would turn the option `no` into `false`; the loader keeps YAML 1.2 core.
-    let (_, value) = SourceFile::parse(Path::new("x.yaml"), "options: [yes, no, on]\n".into()).expect("valid");
+    let (_, value) =
+        SourceFile::parse(Path::new("x.yaml"), "options: [yes, no, on]\n".into()).expect("valid");
     assert_eq!(value["options"], json!(["yes", "no", "on"]));
 }
 
@@ -48,7 +55,11 @@ struct Order;
 
 impl FilterScope for Order {
     fn field(&self, path: &[String]) -> Result<FieldFacts, FilterError> {
-        let facts = |kind, options: &[&str], multiple| FieldFacts { kind, options: options.iter().map(|s| s.to_string()).collect(), multiple };
+        let facts = |kind, options: &[&str], multiple| FieldFacts {
+            kind,
+            options: options.iter().map(|s| s.to_string()).collect(),
+            multiple,
+        };
         match path.join(".").as_str() {
             "status" => Ok(facts(FieldType::Select, &["open", "late", "done"], false)),
             "qty" => Ok(facts(FieldType::Integer, &[], false)),
@@ -57,11 +68,20 @@ impl FilterScope for Order {
             "name" => Ok(facts(FieldType::Text, &[], false)),
             "owner" => Ok(facts(FieldType::User, &[], false)),
             "tags" => Ok(facts(FieldType::MultiSelect, &["vip", "new"], false)),
-            other => Err(FilterError { pointer: String::new(), kind: FilterErrorKind::UnknownField, message: format!("unknown field `{other}`"), candidates: vec![] }),
+            other => Err(FilterError {
+                pointer: String::new(),
+                kind: FilterErrorKind::UnknownField,
+                message: format!("unknown field `{other}`"),
+                candidates: vec![],
+            }),
         }
     }
     fn user_attribute(&self, name: &str) -> Option<FieldFacts> {
-        (name == "id").then(|| FieldFacts { kind: FieldType::User, options: vec![], multiple: false })
+        (name == "id").then(|| FieldFacts {
+            kind: FieldType::User,
+            options: vec![],
+            multiple: false,
+        })
     }
     fn user_attributes(&self) -> Vec<String> {
         vec!["$user.id".into()]
@@ -69,18 +89,37 @@ impl FilterScope for Order {
 }
 
 fn parse(value: serde_json::Value) -> Result<Expr, Vec<FilterError>> {
-    let serde_json::Value::Object(map) = value else { panic!("a filter is a map") };
+    let serde_json::Value::Object(map) = value else {
+        panic!("a filter is a map")
+    };
     filter::check(&Filter(map), &Order)
 }
 
 #[test]
 fn filters_parse_into_comparisons_with_variables() {
     let expr = parse(json!({"status": {"in": ["open", "late"]}, "owner": "$user.id", "due": {"lt": "$today-3d"}})).expect("valid");
-    let Expr::And(parts) = expr else { panic!("several keys make an `and`") };
+    let Expr::And(parts) = expr else {
+        panic!("several keys make an `and`")
+    };
     assert_eq!(parts.len(), 3);
-    assert_eq!(parts[1], Expr::Compare { path: vec!["owner".into()], op: Op::Eq, value: Operand::Var(Var::User("id".into())) });
-    assert_eq!(parts[2], Expr::Compare { path: vec!["due".into()], op: Op::Lt, value: Operand::Var(Var::Today(-3)) });
-    let or = parse(json!({"or": [{"qty": {"gte": 10}}, {"not": {"name": {"starts_with": "A"}}}]})).expect("valid");
+    assert_eq!(
+        parts[1],
+        Expr::Compare {
+            path: vec!["owner".into()],
+            op: Op::Eq,
+            value: Operand::Var(Var::User("id".into()))
+        }
+    );
+    assert_eq!(
+        parts[2],
+        Expr::Compare {
+            path: vec!["due".into()],
+            op: Op::Lt,
+            value: Operand::Var(Var::Today(-3))
+        }
+    );
+    let or = parse(json!({"or": [{"qty": {"gte": 10}}, {"not": {"name": {"starts_with": "A"}}}]}))
+        .expect("valid");
     assert!(matches!(or, Expr::Or(ref p) if p.len() == 2));
 }
 
@@ -95,7 +134,10 @@ fn filters_report_every_problem_with_its_place() {
         "name": {"between": [1, 2, 3]},
     }))
     .expect_err("six problems");
-    let found: Vec<(&str, FilterErrorKind)> = errors.iter().map(|e| (e.pointer.as_str(), e.kind)).collect();
+    let found: Vec<(&str, FilterErrorKind)> = errors
+        .iter()
+        .map(|e| (e.pointer.as_str(), e.kind))
+        .collect();
     assert_eq!(
         found,
         vec![
@@ -114,17 +156,31 @@ fn hostile_text_in_a_filter_is_a_value_never_a_field() {
     // A field name is checked against the model; a value is only ever data.
     let errors = parse(json!({"name; DROP TABLE x": 1})).expect_err("unknown field");
     assert_eq!(errors[0].kind, FilterErrorKind::UnknownField);
-    let ok = parse(json!({"name": "x'); DROP TABLE orders;--"})).expect("any text is a valid text value");
-    assert!(matches!(ok, Expr::Compare { value: Operand::Value(_), .. }));
+    let ok = parse(json!({"name": "x'); DROP TABLE orders;--"}))
+        .expect("any text is a valid text value");
+    assert!(matches!(
+        ok,
+        Expr::Compare {
+            value: Operand::Value(_),
+            ..
+        }
+    ));
 }
 
 #[test]
 fn filters_match_single_records_in_memory() {
     let expr = parse(json!({"status": {"in": ["open", "late"]}, "qty": {"between": [1, 5]}, "tags": "vip", "due": {"lt": "$today"}})).expect("valid");
     let user = serde_json::Map::new();
-    let vars = Bindings { user: &user, today: chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date"), now: chrono::Utc::now() };
+    let vars = Bindings {
+        user: &user,
+        today: chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date"),
+        now: chrono::Utc::now(),
+    };
     let record = |status: &str, qty: i64, due: &str| {
-        json!({"status": status, "qty": qty, "tags": ["vip"], "due": due}).as_object().cloned().expect("map")
+        json!({"status": status, "qty": qty, "tags": ["vip"], "due": due})
+            .as_object()
+            .cloned()
+            .expect("map")
     };
     assert!(expr.matches(&record("late", 3, "2026-03-01"), &vars));
     assert!(!expr.matches(&record("done", 3, "2026-03-01"), &vars));
@@ -136,10 +192,14 @@ fn filters_match_single_records_in_memory() {
 fn scripts_compile_only_with_known_variables() {
     let sandbox = ScriptSandbox::new();
     assert!(sandbox.compile("qty * price", &["qty", "price"]).is_ok());
-    let err = sandbox.compile("let a = 1;\nqty * prise", &["qty", "price"]).expect_err("unknown variable");
+    let err = sandbox
+        .compile("let a = 1;\nqty * prise", &["qty", "price"])
+        .expect_err("unknown variable");
     assert!(err.message.contains("prise"), "{}", err.message);
     assert_eq!((err.line, err.column), (2, 7));
-    let err = sandbox.compile("eval(\"1\")", &[]).expect_err("eval is disabled");
+    let err = sandbox
+        .compile("eval(\"1\")", &[])
+        .expect_err("eval is disabled");
     assert!(err.message.contains("eval"), "{}", err.message);
 }
 
@@ -147,12 +207,22 @@ fn scripts_compile_only_with_known_variables() {
 fn runaway_scripts_stop_with_an_error() {
     let sandbox = ScriptSandbox::new();
     let engine = sandbox.engine();
-    for source in ["loop {}", "fn f(x) { f(x + 1) } f(0)", "let s = \"ab\"; loop { s += s; }", "let a = []; loop { a.push(1); }"] {
+    for source in [
+        "loop {}",
+        "fn f(x) { f(x + 1) } f(0)",
+        "let s = \"ab\"; loop { s += s; }",
+        "let a = []; loop { a.push(1); }",
+    ] {
         let ast = sandbox.compile(source, &[]).expect("compiles");
         let result = engine.eval_ast::<rhai::Dynamic>(&ast);
-        assert!(result.is_err(), "`{source}` should be stopped by the sandbox");
+        assert!(
+            result.is_err(),
+            "`{source}` should be stopped by the sandbox"
+        );
     }
-    let ast = sandbox.compile("days_between(\"2026-03-01\", \"2026-03-09\")", &[]).expect("compiles");
+    let ast = sandbox
+        .compile("days_between(\"2026-03-01\", \"2026-03-09\")", &[])
+        .expect("compiles");
     assert_eq!(engine.eval_ast::<i64>(&ast).expect("runs"), 8);
 }
 
@@ -175,12 +245,23 @@ fn workflow_graphs_find_unreachable_states_dead_ends_and_traps() {
 
 #[test]
 fn workflow_graphs_draw_as_mermaid_and_dot() {
-    let w = workflow("entity: x\nfield: s\nstates:\n  draft: {initial: true, label: Draft}\n  done: {final: true}\ntransitions:\n  - {action: finish, from: \"*\", to: done}\n");
+    let w = workflow(
+        "entity: x\nfield: s\nstates:\n  draft: {initial: true, label: Draft}\n  done: {final: true}\ntransitions:\n  - {action: finish, from: \"*\", to: done}\n",
+    );
     let g = WorkflowGraph::new(&w);
-    assert_eq!(g.mermaid(), "stateDiagram-v2\n    draft : Draft\n    [*] --> draft\n    draft --> done : finish\n    done --> [*]\n");
+    assert_eq!(
+        g.mermaid(),
+        "stateDiagram-v2\n    draft : Draft\n    [*] --> draft\n    draft --> done : finish\n    done --> [*]\n"
+    );
     let dot = g.dot();
-    assert!(dot.contains("\"draft\" -> \"done\" [label=\"finish\"];"), "{dot}");
-    assert!(dot.contains("\"done\" [label=\"done\", peripheries=2];"), "{dot}");
+    assert!(
+        dot.contains("\"draft\" -> \"done\" [label=\"finish\"];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"done\" [label=\"done\", peripheries=2];"),
+        "{dot}"
+    );
 }
 
 #[test]

@@ -8,50 +8,100 @@ use crate::model::FieldType;
 use crate::source::{escape, pointer};
 
 pub(super) fn check_roles(ctx: &mut Ctx) {
-    let Some(item) = ctx.app.roles.as_ref() else { return };
+    let Some(item) = ctx.app.roles.as_ref() else {
+        return;
+    };
     let file = &*item.file;
     for (name, attribute) in &item.value.user_attributes {
         let at = pointer(["user_attributes", name]);
         if !valid_name(name) {
-            ctx.push(file.key_error(Code::InvalidName, &at, format!("`{name}` is not a valid attribute name")));
+            ctx.push(file.key_error(
+                Code::InvalidName,
+                &at,
+                format!("`{name}` is not a valid attribute name"),
+            ));
         }
         if super::info::USER_BUILTINS.iter().any(|(b, _)| *b == name) {
-            ctx.push(file.key_error(Code::DuplicateName, &at, format!("`$user.{name}` is built in")));
+            ctx.push(file.key_error(
+                Code::DuplicateName,
+                &at,
+                format!("`$user.{name}` is built in"),
+            ));
         }
         if attribute.kind == FieldType::Link {
             match &attribute.target {
                 Some(target) => {
                     ctx.entity(file, &format!("{at}/target"), target);
                 }
-                None => ctx.push(file.key_error(Code::MissingKey, &at, "a link attribute needs a `target` entity")),
+                None => ctx.push(file.key_error(
+                    Code::MissingKey,
+                    &at,
+                    "a link attribute needs a `target` entity",
+                )),
             }
         }
         if matches!(attribute.kind, FieldType::Table) {
-            ctx.push(file.error(Code::FieldKindMismatch, &format!("{at}/type"), "a user attribute cannot be a table"));
+            ctx.push(file.error(
+                Code::FieldKindMismatch,
+                &format!("{at}/type"),
+                "a user attribute cannot be a table",
+            ));
         }
     }
     for (role_name, role) in &item.value.roles {
         let at = pointer(["roles", role_name]);
         if !valid_name(role_name) {
-            ctx.push(file.key_error(Code::InvalidName, &at, format!("`{role_name}` is not a valid role name")));
+            ctx.push(file.key_error(
+                Code::InvalidName,
+                &at,
+                format!("`{role_name}` is not a valid role name"),
+            ));
         }
         if role_name == "admin" {
-            ctx.push(file.key_error(Code::DuplicateName, &at, "`admin` is built in and may do everything"));
+            ctx.push(file.key_error(
+                Code::DuplicateName,
+                &at,
+                "`admin` is built in and may do everything",
+            ));
         }
-        if ctx.ws.roles.get(role_name).is_some_and(|external| *external != role.external) {
-            ctx.push(file.key_error(Code::InvalidValue, &format!("{at}/external"), format!("another app declares `{role_name}` with a different `external`")));
+        if ctx
+            .ws
+            .roles
+            .get(role_name)
+            .is_some_and(|external| *external != role.external)
+        {
+            ctx.push(file.key_error(
+                Code::InvalidValue,
+                &format!("{at}/external"),
+                format!("another app declares `{role_name}` with a different `external`"),
+            ));
         }
         for (entity_ref, permission) in &role.permissions {
             let pat = format!("{at}/permissions/{}", escape(entity_ref));
-            let Some(entity) = ctx.entity(file, &pat, entity_ref) else { continue };
+            let Some(entity) = ctx.entity(file, &pat, entity_ref) else {
+                continue;
+            };
             if permission.allow.is_empty() && permission.rows.is_none() {
-                ctx.push(file.key_error(Code::MissingKey, &pat, "a permission needs `allow` operations").with_help("`allow: [read]`, `allow: [create, read, update]`"));
+                ctx.push(
+                    file.key_error(
+                        Code::MissingKey,
+                        &pat,
+                        "a permission needs `allow` operations",
+                    )
+                    .with_help("`allow: [read]`, `allow: [create, read, update]`"),
+                );
             }
             if let Some(rows) = &permission.rows {
                 ctx.filter(file, &format!("{pat}/rows"), rows, &entity.fields);
             }
             for name in permission.fields.keys() {
-                ctx.field(file, &format!("{pat}/fields/{}", escape(name)), &entity.fields, name, &entity.name);
+                ctx.field(
+                    file,
+                    &format!("{pat}/fields/{}", escape(name)),
+                    &entity.fields,
+                    name,
+                    &entity.name,
+                );
             }
         }
     }

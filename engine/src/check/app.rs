@@ -10,15 +10,25 @@ use crate::model::{AppTest, DataFile, MenuItem};
 use crate::source::{SourceFile, escape};
 
 pub(super) fn check_manifest(ctx: &mut Ctx) {
-    let Some(item) = ctx.app.manifest.as_ref() else { return };
+    let Some(item) = ctx.app.manifest.as_ref() else {
+        return;
+    };
     let file = &*item.file;
     let m = &item.value;
     if !valid_name(&m.name) {
-        ctx.push(file.error(Code::InvalidName, "/name", format!("`{}` is not a valid app name", m.name)));
+        ctx.push(file.error(
+            Code::InvalidName,
+            "/name",
+            format!("`{}` is not a valid app name", m.name),
+        ));
     }
     for (i, dep) in m.depends.iter().enumerate() {
         if dep == &m.name {
-            ctx.push(file.error(Code::UnknownApp, &format!("/depends/{i}"), "an app does not depend on itself"));
+            ctx.push(file.error(
+                Code::UnknownApp,
+                &format!("/depends/{i}"),
+                "an app does not depend on itself",
+            ));
         } else if !ctx.ws.apps.contains_key(dep) {
             ctx.push(file.error(Code::UnknownApp, &format!("/depends/{i}"), format!("unknown app `{dep}`")).with_help("a dependency is checked with the app: name its folder too, or keep it beside this one"));
         }
@@ -29,29 +39,66 @@ pub(super) fn check_manifest(ctx: &mut Ctx) {
 fn menu(ctx: &mut Ctx, file: &SourceFile, at: &str, items: &[MenuItem]) {
     for (i, item) in items.iter().enumerate() {
         let iat = format!("{at}/{i}");
-        let targets = [item.entity.is_some(), item.dashboard.is_some(), !item.items.is_empty()].iter().filter(|t| **t).count();
+        let targets = [
+            item.entity.is_some(),
+            item.dashboard.is_some(),
+            !item.items.is_empty(),
+        ]
+        .iter()
+        .filter(|t| **t)
+        .count();
         if targets != 1 {
-            ctx.push(file.error(Code::InvalidValue, &iat, "a menu entry opens one `entity`, one `dashboard`, or holds `items`"));
+            ctx.push(file.error(
+                Code::InvalidValue,
+                &iat,
+                "a menu entry opens one `entity`, one `dashboard`, or holds `items`",
+            ));
         }
         if let Some(entity) = &item.entity
             && let Some(info) = ctx.entity(file, &format!("{iat}/entity"), entity)
             && let Some(view) = &item.view
         {
-            let views: Vec<String> = ctx.app.entities.get(&info.name).map(|e| e.value.views.keys().cloned().collect()).unwrap_or_default();
+            let views: Vec<String> = ctx
+                .app
+                .entities
+                .get(&info.name)
+                .map(|e| e.value.views.keys().cloned().collect())
+                .unwrap_or_default();
             if info.app == ctx.app_name && !views.contains(view) {
-                ctx.push(file.error(Code::UnknownName, &format!("{iat}/view"), format!("`{entity}` has no view `{view}`")).suggest(view, views.iter().map(String::as_str)));
+                ctx.push(
+                    file.error(
+                        Code::UnknownName,
+                        &format!("{iat}/view"),
+                        format!("`{entity}` has no view `{view}`"),
+                    )
+                    .suggest(view, views.iter().map(String::as_str)),
+                );
             }
         }
         if item.view.is_some() && item.entity.is_none() {
-            ctx.push(file.key_error(Code::InvalidValue, &format!("{iat}/view"), "`view` goes with `entity`"));
+            ctx.push(file.key_error(
+                Code::InvalidValue,
+                &format!("{iat}/view"),
+                "`view` goes with `entity`",
+            ));
         }
         if let Some(dashboard) = &item.dashboard
             && !ctx.app.knows(crate::schema::FileKind::Dashboard, dashboard)
         {
             let known: Vec<&str> = ctx.app.dashboards.keys().map(String::as_str).collect();
-            ctx.push(file.error(Code::UnknownName, &format!("{iat}/dashboard"), format!("unknown dashboard `{dashboard}`")).suggest(dashboard, known));
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{iat}/dashboard"),
+                    format!("unknown dashboard `{dashboard}`"),
+                )
+                .suggest(dashboard, known),
+            );
         }
-        if (item.dashboard.is_some() || !item.items.is_empty()) && item.label.is_none() && item.dashboard.is_none() {
+        if (item.dashboard.is_some() || !item.items.is_empty())
+            && item.label.is_none()
+            && item.dashboard.is_none()
+        {
             ctx.push(file.key_error(Code::MissingKey, &iat, "a menu group needs a `label`"));
         }
         ctx.roles(file, &format!("{iat}/roles"), &item.roles);
@@ -65,7 +112,11 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
     if let Some(today) = &t.today
         && chrono::NaiveDate::parse_from_str(today, "%Y-%m-%d").is_err()
     {
-        ctx.push(file.error(Code::InvalidValue, "/today", format!("`{today}` is not a date (YYYY-MM-DD)")));
+        ctx.push(file.error(
+            Code::InvalidValue,
+            "/today",
+            format!("`{today}` is not a date (YYYY-MM-DD)"),
+        ));
     }
     for (name, user) in &t.users {
         let uat = format!("/users/{}", escape(name));
@@ -73,19 +124,35 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
         if let Some(manager) = &user.manager
             && !t.users.contains_key(manager)
         {
-            ctx.push(file.error(Code::UnknownName, &format!("{uat}/manager"), format!("unknown user `{manager}`")).suggest(manager, t.users.keys().map(String::as_str)));
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{uat}/manager"),
+                    format!("unknown user `{manager}`"),
+                )
+                .suggest(manager, t.users.keys().map(String::as_str)),
+            );
         }
         for attr in user.attributes.keys() {
             if !ctx.ws.user_attributes.contains_key(attr) {
                 let known: Vec<&str> = ctx.ws.user_attributes.keys().map(String::as_str).collect();
-                ctx.push(file.key_error(Code::UnknownVariable, &format!("{uat}/attributes/{}", escape(attr)), format!("unknown user attribute `{attr}`")).suggest(attr, known));
+                ctx.push(
+                    file.key_error(
+                        Code::UnknownVariable,
+                        &format!("{uat}/attributes/{}", escape(attr)),
+                        format!("unknown user attribute `{attr}`"),
+                    )
+                    .suggest(attr, known),
+                );
             }
         }
     }
     let mut keys: HashMap<String, &EntityInfo> = HashMap::new();
     for (i, given) in t.given.iter().enumerate() {
         let at = format!("/given/{i}");
-        let Some(entity) = ctx.entity(file, &format!("{at}/entity"), &given.entity) else { continue };
+        let Some(entity) = ctx.entity(file, &format!("{at}/entity"), &given.entity) else {
+            continue;
+        };
         values(ctx, file, &format!("{at}/values"), &given.values, entity);
         if let Some(key) = &given.key {
             keys.insert(key.clone(), entity);
@@ -94,34 +161,69 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
     for (i, step) in t.steps.iter().enumerate() {
         let at = format!("/steps/{i}");
         if !t.users.contains_key(&step.actor) {
-            ctx.push(file.error(Code::UnknownName, &format!("{at}/as"), format!("unknown user `{}`", step.actor)).suggest(&step.actor, t.users.keys().map(String::as_str)).with_help("declare the scenario's users under `users`"));
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{at}/as"),
+                    format!("unknown user `{}`", step.actor),
+                )
+                .suggest(&step.actor, t.users.keys().map(String::as_str))
+                .with_help("declare the scenario's users under `users`"),
+            );
         }
-        let verbs = [&step.create, &step.update, &step.delete, &step.action, &step.run_alert, &step.run_job, &step.list];
+        let verbs = [
+            &step.create,
+            &step.update,
+            &step.delete,
+            &step.action,
+            &step.run_alert,
+            &step.run_job,
+            &step.list,
+        ];
         if verbs.iter().filter(|v| v.is_some()).count() != 1 {
             ctx.push(file.error(Code::InvalidValue, &at, "a step does exactly one of `create`, `update`, `delete`, `action`, `run_alert`, `run_job`, `list`"));
             continue;
         }
         let mut subject: Option<&EntityInfo> = None;
         if let Some(entity) = step.create.as_ref().or(step.list.as_ref()) {
-            let field = if step.create.is_some() { "create" } else { "list" };
+            let field = if step.create.is_some() {
+                "create"
+            } else {
+                "list"
+            };
             subject = ctx.entity(file, &format!("{at}/{field}"), entity);
             if let (Some(key), Some(e)) = (&step.key, subject) {
                 keys.insert(key.clone(), e);
             }
         }
         if let Some(record) = step.update.as_ref().or(step.delete.as_ref()) {
-            let field = if step.update.is_some() { "update" } else { "delete" };
+            let field = if step.update.is_some() {
+                "update"
+            } else {
+                "delete"
+            };
             subject = record_entity(ctx, file, &keys, record, &format!("{at}/{field}"));
         }
         if let Some(action) = &step.action {
             match &step.record {
-                None => ctx.push(file.key_error(Code::MissingKey, &at, "an `action` step needs the `record` it applies to")),
+                None => ctx.push(file.key_error(
+                    Code::MissingKey,
+                    &at,
+                    "an `action` step needs the `record` it applies to",
+                )),
                 Some(record) => {
                     subject = record_entity(ctx, file, &keys, record, &format!("{at}/record"));
                     if let Some(e) = subject
                         && !e.actions.contains(action)
                     {
-                        ctx.push(file.error(Code::UnknownName, &format!("{at}/action"), format!("`{}` has no action `{action}`", e.name)).suggest(action, e.actions.iter().map(String::as_str)));
+                        ctx.push(
+                            file.error(
+                                Code::UnknownName,
+                                &format!("{at}/action"),
+                                format!("`{}` has no action `{action}`", e.name),
+                            )
+                            .suggest(action, e.actions.iter().map(String::as_str)),
+                        );
                     }
                 }
             }
@@ -130,13 +232,27 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
             && !ctx.app.knows(crate::schema::FileKind::Alert, alert)
         {
             let known: Vec<&str> = ctx.app.alerts.keys().map(String::as_str).collect();
-            ctx.push(file.error(Code::UnknownName, &format!("{at}/run_alert"), format!("unknown alert `{alert}`")).suggest(alert, known));
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{at}/run_alert"),
+                    format!("unknown alert `{alert}`"),
+                )
+                .suggest(alert, known),
+            );
         }
         if let Some(job) = &step.run_job
             && !ctx.app.knows(crate::schema::FileKind::Job, job)
         {
             let known: Vec<&str> = ctx.app.jobs.keys().map(String::as_str).collect();
-            ctx.push(file.error(Code::UnknownName, &format!("{at}/run_job"), format!("unknown job `{job}`")).suggest(job, known));
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{at}/run_job"),
+                    format!("unknown job `{job}`"),
+                )
+                .suggest(job, known),
+            );
         }
         let Some(entity) = subject else { continue };
         values(ctx, file, &format!("{at}/values"), &step.values, entity);
@@ -144,21 +260,44 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
             ctx.filter(file, &format!("{at}/filter"), filter, &entity.fields);
         }
         if let Some(expect) = &step.expect {
-            values(ctx, file, &format!("{at}/expect/fields"), &expect.fields, entity);
+            values(
+                ctx,
+                file,
+                &format!("{at}/expect/fields"),
+                &expect.fields,
+                entity,
+            );
             if let Some(state) = &expect.state
                 && !entity.states.contains(state)
             {
-                ctx.push(file.error(Code::UnknownState, &format!("{at}/expect/state"), format!("`{}` has no state `{state}`", entity.name)).suggest(state, entity.states.iter().map(String::as_str)));
+                ctx.push(
+                    file.error(
+                        Code::UnknownState,
+                        &format!("{at}/expect/state"),
+                        format!("`{}` has no state `{state}`", entity.name),
+                    )
+                    .suggest(state, entity.states.iter().map(String::as_str)),
+                );
             }
             if let Some(field) = expect.error.as_ref().and_then(|e| e.field.as_ref()) {
-                ctx.field(file, &format!("{at}/expect/error/field"), &entity.fields, field, &entity.name);
+                ctx.field(
+                    file,
+                    &format!("{at}/expect/error/field"),
+                    &entity.fields,
+                    field,
+                    &entity.name,
+                );
             }
             for name in expect.created.keys() {
                 ctx.entity(file, &format!("{at}/expect/created/{}", escape(name)), name);
             }
             for (j, user) in expect.notified.iter().enumerate() {
                 if !t.users.contains_key(user) {
-                    ctx.push(file.error(Code::UnknownName, &format!("{at}/expect/notified/{j}"), format!("unknown user `{user}`")));
+                    ctx.push(file.error(
+                        Code::UnknownName,
+                        &format!("{at}/expect/notified/{j}"),
+                        format!("unknown user `{user}`"),
+                    ));
                 }
             }
         }
@@ -166,7 +305,13 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
 }
 
 /// The entity of a record named `$key` earlier in the scenario.
-fn record_entity<'e>(ctx: &mut Ctx, file: &SourceFile, keys: &HashMap<String, &'e EntityInfo>, key: &str, ptr: &str) -> Option<&'e EntityInfo> {
+fn record_entity<'e>(
+    ctx: &mut Ctx,
+    file: &SourceFile,
+    keys: &HashMap<String, &'e EntityInfo>,
+    key: &str,
+    ptr: &str,
+) -> Option<&'e EntityInfo> {
     let found = keys.get(key.trim_start_matches('$')).copied();
     if found.is_none() {
         ctx.push(file.error(Code::UnknownName, ptr, format!("unknown record `{key}`")).with_help("name records with `key` in `given` or in a `create` step, and refer to them as `$key`"));
@@ -175,18 +320,32 @@ fn record_entity<'e>(ctx: &mut Ctx, file: &SourceFile, keys: &HashMap<String, &'
 }
 
 /// Field names in test values and demo data must exist (values are checked when they run).
-fn values(ctx: &mut Ctx, file: &SourceFile, at: &str, values: &serde_json::Map<String, serde_json::Value>, entity: &EntityInfo) {
+fn values(
+    ctx: &mut Ctx,
+    file: &SourceFile,
+    at: &str,
+    values: &serde_json::Map<String, serde_json::Value>,
+    entity: &EntityInfo,
+) {
     for name in values.keys() {
         if name == "_key" {
             continue;
         }
-        ctx.field(file, &format!("{at}/{}", escape(name)), &entity.fields, name, &entity.name);
+        ctx.field(
+            file,
+            &format!("{at}/{}", escape(name)),
+            &entity.fields,
+            name,
+            &entity.name,
+        );
     }
 }
 
 pub(super) fn check_data(ctx: &mut Ctx, item: &Item<DataFile>) {
     let file = &*item.file;
-    let Some(entity) = ctx.entity(file, "/entity", &item.value.entity) else { return };
+    let Some(entity) = ctx.entity(file, "/entity", &item.value.entity) else {
+        return;
+    };
     for (i, record) in item.value.records.iter().enumerate() {
         values(ctx, file, &format!("/records/{i}"), record, entity);
     }

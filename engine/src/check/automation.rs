@@ -11,9 +11,17 @@ pub(super) fn check_alert(ctx: &mut Ctx, item: &Item<Alert>) {
     if let Some(repeat) = &a.repeat_after {
         ctx.duration(file, "/repeat_after", repeat);
     }
-    let Some(entity) = ctx.entity(file, "/entity", &a.entity) else { return };
+    let Some(entity) = ctx.entity(file, "/entity", &a.entity) else {
+        return;
+    };
     ctx.filter(file, "/filter", &a.filter, &entity.fields);
-    ctx.recipients(file, "/recipients", &a.recipients, &entity.fields, &entity.name);
+    ctx.recipients(
+        file,
+        "/recipients",
+        &a.recipients,
+        &entity.fields,
+        &entity.name,
+    );
 }
 
 pub(super) fn check_job(ctx: &mut Ctx, item: &Item<Job>) {

@@ -189,7 +189,12 @@ impl Workspace {
                     fields: IndexMap::new(),
                     state_field: None,
                     states: Vec::new(),
-                    actions: item.value.actions.iter().map(|a| a.action.clone()).collect(),
+                    actions: item
+                        .value
+                        .actions
+                        .iter()
+                        .map(|a| a.action.clone())
+                        .collect(),
                 };
                 if let Some(w) = workflow {
                     let states: Vec<String> = w.value.states.keys().cloned().collect();
@@ -269,7 +274,10 @@ impl FilterScope for EntityScope<'_> {
                 .map(FieldInfo::facts)
                 .ok_or_else(|| unknown(name, self.fields)),
             [link, name] => {
-                let field = self.fields.get(link).ok_or_else(|| unknown(link, self.fields))?;
+                let field = self
+                    .fields
+                    .get(link)
+                    .ok_or_else(|| unknown(link, self.fields))?;
                 let target = field
                     .target
                     .as_ref()
@@ -277,7 +285,9 @@ impl FilterScope for EntityScope<'_> {
                     .ok_or_else(|| FilterError {
                         pointer: String::new(),
                         kind: FilterErrorKind::UnknownField,
-                        message: format!("`{link}` is not a link field; `{link}.{name}` cannot be followed"),
+                        message: format!(
+                            "`{link}` is not a link field; `{link}.{name}` cannot be followed"
+                        ),
                         candidates: Vec::new(),
                     })?;
                 target
@@ -289,7 +299,10 @@ impl FilterScope for EntityScope<'_> {
             _ => Err(FilterError {
                 pointer: String::new(),
                 kind: FilterErrorKind::UnknownField,
-                message: format!("`{}` follows more than one link; filters follow at most one", path.join(".")),
+                message: format!(
+                    "`{}` follows more than one link; filters follow at most one",
+                    path.join(".")
+                ),
                 candidates: Vec::new(),
             }),
         }

@@ -86,7 +86,11 @@ pub fn check(dirs: &[PathBuf]) -> CheckReport {
     for app in &apps {
         if !names.insert(app.name()) {
             let path = app.dir.join("app.yaml");
-            diags.push(Diagnostic::file(Code::DuplicateName, path, format!("two apps are named `{}`", app.name())));
+            diags.push(Diagnostic::file(
+                Code::DuplicateName,
+                path,
+                format!("two apps are named `{}`", app.name()),
+            ));
         }
         let mut ctx = Ctx::new(&ws, app, &sandbox, &mut diags);
         app::check_manifest(&mut ctx);
@@ -116,7 +120,10 @@ pub fn check(dirs: &[PathBuf]) -> CheckReport {
     }
     diags.sort();
     let model = (!diags.has_errors()).then_some(CheckedModel { apps });
-    CheckReport { model, diagnostics: diags }
+    CheckReport {
+        model,
+        diagnostics: diags,
+    }
 }
 
 /// Parses a duration (`30m`, `4h`, `3d`, `2w`) into seconds.
@@ -152,8 +159,20 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(ws: &'a Workspace, app: &'a LoadedApp, sandbox: &'a ScriptSandbox, diags: &'a mut Diagnostics) -> Self {
-        Ctx { ws, app, app_name: app.name(), sandbox, diags, used_scripts: HashSet::new() }
+    fn new(
+        ws: &'a Workspace,
+        app: &'a LoadedApp,
+        sandbox: &'a ScriptSandbox,
+        diags: &'a mut Diagnostics,
+    ) -> Self {
+        Ctx {
+            ws,
+            app,
+            app_name: app.name(),
+            sandbox,
+            diags,
+            used_scripts: HashSet::new(),
+        }
     }
 
     pub fn push(&mut self, d: Diagnostic) {
@@ -161,44 +180,92 @@ impl<'a> Ctx<'a> {
     }
 
     /// Resolves `entity` or `app.entity` from this app. Reports what is wrong.
-    pub fn entity(&mut self, file: &SourceFile, ptr: &str, reference: &str) -> Option<&'a EntityInfo> {
+    pub fn entity(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        reference: &str,
+    ) -> Option<&'a EntityInfo> {
         let (app, name) = info::split_ref(&self.app_name, reference);
         if app != self.app_name {
-            let depends = self.ws.apps.get(&self.app_name).cloned().unwrap_or_default();
+            let depends = self
+                .ws
+                .apps
+                .get(&self.app_name)
+                .cloned()
+                .unwrap_or_default();
             if !self.ws.apps.contains_key(&app) {
                 let known: Vec<&str> = self.ws.apps.keys().map(String::as_str).collect();
-                self.push(file.error(Code::UnknownApp, ptr, format!("unknown app `{app}`")).with_label("no app of this name is being checked").suggest(&app, known));
+                self.push(
+                    file.error(Code::UnknownApp, ptr, format!("unknown app `{app}`"))
+                        .with_label("no app of this name is being checked")
+                        .suggest(&app, known),
+                );
                 return None;
             }
             if !depends.contains(&app) {
-                self.push(file.error(Code::UnknownApp, ptr, format!("app `{app}` is not a dependency of `{}`", self.app_name)).with_help(format!("add `{app}` to `depends` in app.yaml")));
+                self.push(
+                    file.error(
+                        Code::UnknownApp,
+                        ptr,
+                        format!("app `{app}` is not a dependency of `{}`", self.app_name),
+                    )
+                    .with_help(format!("add `{app}` to `depends` in app.yaml")),
+                );
                 return None;
             }
         }
         if let Some(info) = self.ws.entity(&app, &name) {
             return Some(info);
         }
-        let broken = app == self.app_name && self.app.broken.contains(&(FileKind::Entity, name.clone()));
+        let broken =
+            app == self.app_name && self.app.broken.contains(&(FileKind::Entity, name.clone()));
         if !broken {
             let known = self.ws.entity_names(&app);
-            self.push(file.error(Code::UnknownEntity, ptr, format!("unknown entity `{reference}`")).with_label(format!("no entity named `{name}` in app `{app}`")).suggest(&name, known));
+            self.push(
+                file.error(
+                    Code::UnknownEntity,
+                    ptr,
+                    format!("unknown entity `{reference}`"),
+                )
+                .with_label(format!("no entity named `{name}` in app `{app}`"))
+                .suggest(&name, known),
+            );
         }
         None
     }
 
     /// Resolves a field name among `fields`. Reports an unknown one.
-    pub fn field<'f>(&mut self, file: &SourceFile, ptr: &str, fields: &'f indexmap::IndexMap<String, FieldInfo>, name: &str, owner: &str) -> Option<&'f FieldInfo> {
+    pub fn field<'f>(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        fields: &'f indexmap::IndexMap<String, FieldInfo>,
+        name: &str,
+        owner: &str,
+    ) -> Option<&'f FieldInfo> {
         match fields.get(name) {
             Some(f) => Some(f),
             None => {
-                self.push(file.error(Code::UnknownField, ptr, format!("unknown field `{name}`")).with_label(format!("`{owner}` has no such field")).suggest(name, fields.keys().map(String::as_str)));
+                self.push(
+                    file.error(Code::UnknownField, ptr, format!("unknown field `{name}`"))
+                        .with_label(format!("`{owner}` has no such field"))
+                        .suggest(name, fields.keys().map(String::as_str)),
+                );
                 None
             }
         }
     }
 
     /// Resolves every field of a list.
-    pub fn fields(&mut self, file: &SourceFile, ptr: &str, fields: &indexmap::IndexMap<String, FieldInfo>, names: &[String], owner: &str) {
+    pub fn fields(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        fields: &indexmap::IndexMap<String, FieldInfo>,
+        names: &[String],
+        owner: &str,
+    ) {
         for (i, name) in names.iter().enumerate() {
             self.field(file, &format!("{ptr}/{i}"), fields, name, owner);
         }
@@ -208,7 +275,12 @@ impl<'a> Ctx<'a> {
     pub fn role(&mut self, file: &SourceFile, ptr: &str, name: &str) {
         if !self.ws.roles.contains_key(name) {
             let known = self.ws.role_names();
-            self.push(file.error(Code::UnknownRole, ptr, format!("unknown role `{name}`")).with_label("no app declares this role").suggest(name, known).with_help_if_none("declare it under `roles` in a roles.yaml"));
+            self.push(
+                file.error(Code::UnknownRole, ptr, format!("unknown role `{name}`"))
+                    .with_label("no app declares this role")
+                    .suggest(name, known)
+                    .with_help_if_none("declare it under `roles` in a roles.yaml"),
+            );
         }
     }
 
@@ -219,8 +291,17 @@ impl<'a> Ctx<'a> {
     }
 
     /// Parses and checks a filter over `fields`; problems are located inside it.
-    pub fn filter(&mut self, file: &SourceFile, ptr: &str, filter: &Filter, fields: &indexmap::IndexMap<String, FieldInfo>) -> Option<Expr> {
-        let scope = EntityScope { ws: self.ws, fields };
+    pub fn filter(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        filter: &Filter,
+        fields: &indexmap::IndexMap<String, FieldInfo>,
+    ) -> Option<Expr> {
+        let scope = EntityScope {
+            ws: self.ws,
+            fields,
+        };
         match filter::check(filter, &scope) {
             Ok(expr) => Some(expr),
             Err(errors) => {
@@ -241,7 +322,11 @@ impl<'a> Ctx<'a> {
             FilterErrorKind::UnknownVariable => (Code::UnknownVariable, false),
             FilterErrorKind::Malformed => (Code::FilterValue, false),
         };
-        let d = if on_key { file.key_error(code, &at, e.message) } else { file.error(code, &at, e.message) };
+        let d = if on_key {
+            file.key_error(code, &at, e.message)
+        } else {
+            file.error(code, &at, e.message)
+        };
         let wrong = e.pointer.rsplit('/').next().unwrap_or_default().to_owned();
         let wrong = match file_value(file, &at) {
             Some(v) if !on_key => v,
@@ -251,12 +336,23 @@ impl<'a> Ctx<'a> {
     }
 
     /// Checks a stored value: a literal of the field's type, a `$variable`, or `=expression`.
-    pub fn value(&mut self, file: &SourceFile, ptr: &str, value: &ValueExpr, field: &FieldInfo, name: &str, variables: &[&str]) {
+    pub fn value(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        value: &ValueExpr,
+        field: &FieldInfo,
+        name: &str,
+        variables: &[&str],
+    ) {
         if let Some(expr) = value.as_str().and_then(|s| s.strip_prefix('=')) {
             self.inline_script(file, ptr, expr, 1, variables);
             return;
         }
-        let scope = EntityScope { ws: self.ws, fields: &field.children };
+        let scope = EntityScope {
+            ws: self.ws,
+            fields: &field.children,
+        };
         if let Err(errors) = filter::check_value(value, &field.facts(), name, &scope) {
             for e in errors {
                 self.filter_error(file, ptr, e);
@@ -266,14 +362,32 @@ impl<'a> Ctx<'a> {
 
     /// Compiles a script written inside a YAML value. `skip` is how many leading
     /// characters of the value are not script (the `=` of an expression).
-    pub fn inline_script(&mut self, file: &SourceFile, ptr: &str, source: &str, skip: u32, variables: &[&str]) {
+    pub fn inline_script(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        source: &str,
+        skip: u32,
+        variables: &[&str],
+    ) {
         if let Err(e) = self.sandbox.compile(source, variables) {
             let d = file.error(Code::Script, ptr, format!("script error: {}", e.message));
             let d = match file.value_start(ptr) {
                 Some((span, first)) => {
                     let quoted = u32::from(first == '"' || first == '\'');
-                    let column = if e.line <= 1 { span.column + quoted + skip + e.column - 1 } else { span.column + e.column - 1 };
-                    file.at(d, Span { line: span.line + e.line - 1, column, len: 1 })
+                    let column = if e.line <= 1 {
+                        span.column + quoted + skip + e.column - 1
+                    } else {
+                        span.column + e.column - 1
+                    };
+                    file.at(
+                        d,
+                        Span {
+                            line: span.line + e.line - 1,
+                            column,
+                            len: 1,
+                        },
+                    )
                 }
                 None => d,
             };
@@ -282,30 +396,72 @@ impl<'a> Ctx<'a> {
     }
 
     /// Compiles a rule given inline or as a file under the app folder.
-    pub fn rule_source(&mut self, file: &SourceFile, ptr: &str, script: Option<&String>, path: Option<&String>, variables: &[&str]) {
+    pub fn rule_source(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        script: Option<&String>,
+        path: Option<&String>,
+        variables: &[&str],
+    ) {
         match (script, path) {
-            (Some(source), None) => self.inline_script(file, &format!("{ptr}/script"), source, 0, variables),
+            (Some(source), None) => {
+                self.inline_script(file, &format!("{ptr}/script"), source, 0, variables)
+            }
             (None, Some(rel)) => {
                 let Some(script_file) = self.app.scripts.get(rel.as_str()) else {
-                    self.push(file.error(Code::MissingFile, &format!("{ptr}/file"), format!("no file `{rel}` in the app")).with_help("scripts live under `rules/` in the app folder"));
+                    self.push(
+                        file.error(
+                            Code::MissingFile,
+                            &format!("{ptr}/file"),
+                            format!("no file `{rel}` in the app"),
+                        )
+                        .with_help("scripts live under `rules/` in the app folder"),
+                    );
                     return;
                 };
                 self.used_scripts.insert(rel.clone());
                 if let Err(e) = self.sandbox.compile(&script_file.text, variables) {
-                    let line = script_file.text.lines().nth(e.line.saturating_sub(1) as usize).map(str::to_owned);
-                    let mut d = Diagnostic::file(Code::Script, &script_file.path, format!("script error: {}", e.message)).with_label("here");
-                    d.span = Some(Span { line: e.line, column: e.column, len: 1 });
+                    let line = script_file
+                        .text
+                        .lines()
+                        .nth(e.line.saturating_sub(1) as usize)
+                        .map(str::to_owned);
+                    let mut d = Diagnostic::file(
+                        Code::Script,
+                        &script_file.path,
+                        format!("script error: {}", e.message),
+                    )
+                    .with_label("here");
+                    d.span = Some(Span {
+                        line: e.line,
+                        column: e.column,
+                        len: 1,
+                    });
                     d.source_line = line;
                     self.push(d);
                 }
             }
-            (Some(_), Some(_)) => self.push(file.error(Code::InvalidValue, ptr, "give either `script` or `file`, not both")),
-            (None, None) => self.push(file.error(Code::MissingKey, ptr, "missing key `script` (or `file`)")),
+            (Some(_), Some(_)) => self.push(file.error(
+                Code::InvalidValue,
+                ptr,
+                "give either `script` or `file`, not both",
+            )),
+            (None, None) => {
+                self.push(file.error(Code::MissingKey, ptr, "missing key `script` (or `file`)"))
+            }
         }
     }
 
     /// Checks who a notification goes to, for records with `fields`.
-    pub fn recipients(&mut self, file: &SourceFile, ptr: &str, recipients: &[Recipient], fields: &indexmap::IndexMap<String, FieldInfo>, owner: &str) {
+    pub fn recipients(
+        &mut self,
+        file: &SourceFile,
+        ptr: &str,
+        recipients: &[Recipient],
+        fields: &indexmap::IndexMap<String, FieldInfo>,
+        owner: &str,
+    ) {
         for (i, r) in recipients.iter().enumerate() {
             match r {
                 Recipient::Role(role) => self.role(file, &format!("{ptr}/{i}/role"), role),
@@ -314,7 +470,14 @@ impl<'a> Ctx<'a> {
                     if let Some(f) = self.field(file, &at, fields, name, owner)
                         && f.kind != crate::model::FieldType::User
                     {
-                        self.push(file.error(Code::WrongFieldType, &at, format!("`{name}` is not a user field")).with_help("notifications go to the users in a `user` field"));
+                        self.push(
+                            file.error(
+                                Code::WrongFieldType,
+                                &at,
+                                format!("`{name}` is not a user field"),
+                            )
+                            .with_help("notifications go to the users in a `user` field"),
+                        );
                     }
                 }
                 Recipient::User(_) => {}
@@ -325,7 +488,10 @@ impl<'a> Ctx<'a> {
     /// Checks a duration like `4h`.
     pub fn duration(&mut self, file: &SourceFile, ptr: &str, text: &str) {
         if duration_seconds(text).is_none() {
-            self.push(file.error(Code::Duration, ptr, format!("`{text}` is not a duration")).with_help("write a number and a unit: `30m`, `4h`, `3d`, `2w`"));
+            self.push(
+                file.error(Code::Duration, ptr, format!("`{text}` is not a duration"))
+                    .with_help("write a number and a unit: `30m`, `4h`, `3d`, `2w`"),
+            );
         }
     }
 
@@ -333,7 +499,10 @@ impl<'a> Ctx<'a> {
     pub fn schedule(&mut self, file: &SourceFile, ptr: &str, text: &str) {
         if let Some(every) = text.strip_prefix("every ") {
             if duration_seconds(every.trim()).is_none_or(|s| s == 0) {
-                self.push(file.error(Code::Schedule, ptr, format!("`{every}` is not a duration")).with_help("`every 15m`, `every 1h`, `every 1d`"));
+                self.push(
+                    file.error(Code::Schedule, ptr, format!("`{every}` is not a duration"))
+                        .with_help("`every 15m`, `every 1h`, `every 1d`"),
+                );
             }
             return;
         }
@@ -344,13 +513,24 @@ impl<'a> Ctx<'a> {
                 Err(e) if fields == 5 => e.to_string(),
                 _ => format!("a cron expression has 5 fields, this has {fields}"),
             };
-            self.push(file.error(Code::Schedule, ptr, format!("invalid schedule `{text}`: {why}")).with_help("`0 8 * * *` (08:00 daily), `*/15 * * * *`, or `every 15m`"));
+            self.push(
+                file.error(
+                    Code::Schedule,
+                    ptr,
+                    format!("invalid schedule `{text}`: {why}"),
+                )
+                .with_help("`0 8 * * *` (08:00 daily), `*/15 * * * *`, or `every 15m`"),
+            );
         }
     }
 
     /// Variables of a script over an entity's records.
     pub fn record_variables(fields: &'a indexmap::IndexMap<String, FieldInfo>) -> Vec<&'a str> {
-        fields.keys().map(String::as_str).chain(EXPRESSION_VARIABLES).collect()
+        fields
+            .keys()
+            .map(String::as_str)
+            .chain(EXPRESSION_VARIABLES)
+            .collect()
     }
 
     fn report_unused_scripts(&mut self) {
@@ -362,13 +542,25 @@ impl<'a> Ctx<'a> {
             .map(|(_, f)| f.path.clone())
             .collect();
         for path in unused {
-            self.push(Diagnostic::file(Code::UnusedFile, path, "no rule or job uses this file"));
+            self.push(Diagnostic::file(
+                Code::UnusedFile,
+                path,
+                "no rule or job uses this file",
+            ));
         }
     }
 }
 
 fn file_value(file: &SourceFile, ptr: &str) -> Option<String> {
     let (span, _) = file.value_start(ptr)?;
-    let line = file.text.lines().nth(span.line.saturating_sub(1) as usize)?;
-    Some(line.chars().skip(span.column.saturating_sub(1) as usize).take(span.len as usize).collect())
+    let line = file
+        .text
+        .lines()
+        .nth(span.line.saturating_sub(1) as usize)?;
+    Some(
+        line.chars()
+            .skip(span.column.saturating_sub(1) as usize)
+            .take(span.len as usize)
+            .collect(),
+    )
 }

@@ -20,8 +20,8 @@ pub use apptest::{AppTest, DataFile, Expect, ExpectError, GivenRecord, Step, Tes
 pub use automation::{Alert, Channel, Job, Recipient};
 pub use dashboard::{Dashboard, DashboardFilter, Widget, WidgetKind};
 pub use entity::{
-    Entity, Field, FieldType, Form, Index, Numbering, OnDelete, OptionSpec, Rule, RuleEvent, RuleLevel,
-    Section, SelectOption, Tab, Tree, UniqueKey, View, ViewKind,
+    Entity, Field, FieldType, Form, Index, Numbering, OnDelete, OptionSpec, Rule, RuleEvent,
+    RuleLevel, Section, SelectOption, Tab, Tree, UniqueKey, View, ViewKind,
 };
 pub use label::{Color, Label, Translations};
 pub use workflow::{
