@@ -199,7 +199,7 @@ pub enum SelectOption {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptionSpec {
-    /// The stored value (`^[a-z0-9][a-z0-9_-]*$`).
+    /// The stored value: letters, digits, `_` and `-`.
     pub value: String,
     /// What people read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
