@@ -219,3 +219,45 @@ fn bench_check_prints_figures_and_the_ratio_to_the_raw_baseline() {
         assert!((ratio - t / raw).abs() < 1e-6 * ratio.max(1.0));
     }
 }
+
+#[test]
+fn a_link_to_an_app_beside_but_not_depended_on_says_so() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for (app, entity) in [("crm", "customer"), ("shop", "order")] {
+        let dir = tmp.path().join(app);
+        std::fs::create_dir_all(dir.join("entities")).expect("mkdir");
+        std::fs::write(dir.join("app.yaml"), format!("name: {app}\nlabel: {app}\n"))
+            .expect("write");
+        let fields = if app == "shop" {
+            "  customer: {type: link, target: crm.customer}\n"
+        } else {
+            "  name: {type: text}\n"
+        };
+        std::fs::write(
+            dir.join(format!("entities/{entity}.yaml")),
+            format!("label: {entity}\nfields:\n{fields}"),
+        )
+        .expect("write");
+    }
+    let out = trellis(&["check", "shop"], tmp.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "shop/entities/order.yaml:3:34: error[E0103]: app `crm` is not a dependency of `shop`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: add `crm` to `depends` in app.yaml"),
+        "{err}"
+    );
+    // Once declared, the dependency is found beside the app and the link resolves.
+    std::fs::write(
+        tmp.path().join("shop/app.yaml"),
+        "name: shop\nlabel: shop\ndepends: [crm]\n",
+    )
+    .expect("write");
+    let out = trellis(&["check", "shop"], tmp.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

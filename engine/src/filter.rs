@@ -210,10 +210,7 @@ fn parse_map(
                     errors.push(err(
                         &here,
                         FilterErrorKind::BadValue,
-                        format!(
-                            "`{key}` cannot be filtered on (a {} field)",
-                            kind_name(facts.kind)
-                        ),
+                        format!("`{key}` cannot be filtered on ({})", a_field(facts.kind)),
                     ));
                     continue;
                 }
@@ -469,9 +466,9 @@ fn scalar(
             at,
             FilterErrorKind::BadValue,
             format!(
-                "`{}` does not fit `{field}`, a {} field",
+                "`{}` does not fit `{field}`, {}",
                 compact(value),
-                kind_name(facts.kind)
+                a_field(facts.kind)
             ),
         ));
         None
@@ -516,10 +513,7 @@ fn variable(
             errors.push(err(
                 at,
                 FilterErrorKind::BadValue,
-                format!(
-                    "`${var}` is a date; the field is a {} field",
-                    kind_name(facts.kind)
-                ),
+                format!("`${var}` is a date; the field is {}", a_field(facts.kind)),
             ));
             None
         }
@@ -564,6 +558,17 @@ pub fn kind_name(kind: FieldType) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// "an integer field", "a text field": a field type in a sentence.
+pub fn a_field(kind: FieldType) -> String {
+    let name = kind_name(kind).replace('_', " ");
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name} field")
 }
 
 /// A record as field name → JSON value, for evaluating filters in memory.

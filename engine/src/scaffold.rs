@@ -33,7 +33,9 @@ const ROLES: &str = "roles:
 
 /// The files of a new app named `name`, as (relative path, contents).
 pub fn new_app(name: &str) -> Vec<(String, String)> {
-    let app = APP.replace("{name}", name).replace("{title}", &title_case(name));
+    let app = APP
+        .replace("{name}", name)
+        .replace("{title}", &title_case(name));
     vec![
         ("app.yaml".into(), app),
         ("entities/note.yaml".into(), NOTE.to_owned()),

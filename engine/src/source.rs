@@ -172,16 +172,74 @@ impl SourceFile {
         d
     }
 
-    /// The first character of the value at `pointer` in the text, if it is located.
-    pub fn value_start(&self, pointer: &str) -> Option<(Span, char)> {
+    /// Where the character at `offset` (counted in characters) of the text value at
+    /// `pointer` stands in the file. The value is followed through its quotes,
+    /// escapes, block indicator, indentation and folded line breaks, so a script
+    /// error inside any kind of YAML string points at the right column.
+    pub fn locate_in_value(&self, pointer: &str, value: &str, offset: usize) -> Option<Span> {
         let span = *self.values.get(pointer)?;
-        let line = self
-            .text
-            .lines()
-            .nth(span.line.saturating_sub(1) as usize)?;
-        let c = line.chars().nth(span.column.saturating_sub(1) as usize)?;
-        Some((span, c))
+        let lines: Vec<Vec<char>> = self.text.lines().map(|l| l.chars().collect()).collect();
+        let (mut line, mut col) = (span.line as usize - 1, span.column as usize - 1);
+        let first = lines.get(line)?.get(col).copied();
+        let quote = first.filter(|c| *c == '"' || *c == '\'');
+        if quote.is_some() {
+            col += 1;
+        }
+        if matches!(first, Some('|' | '>')) {
+            line += 1;
+            col = indentation(lines.get(line)?);
+        }
+        // A block scalar's content starts a line; its lines share that indentation,
+        // and deeper indentation belongs to the content.
+        let start = lines.get(line)?;
+        let block_indent = start[..col.min(start.len())]
+            .iter()
+            .all(|c| c.is_whitespace())
+            .then_some(col);
+        let wanted: Vec<char> = value.chars().collect();
+        let mut vi = 0;
+        while vi < offset.min(wanted.len()) {
+            let vc = wanted[vi];
+            match lines.get(line)?.get(col).copied() {
+                None => {
+                    line += 1;
+                    let next = lines.get(line)?;
+                    col = block_indent
+                        .unwrap_or_else(|| indentation(next))
+                        .min(next.len());
+                    if vc == '\n' || vc == ' ' {
+                        vi += 1;
+                    }
+                }
+                Some(c) if c == vc => {
+                    col += 1;
+                    vi += 1;
+                }
+                Some('\\') if quote == Some('"') => {
+                    col += 2;
+                    vi += 1;
+                }
+                Some('\'') if quote == Some('\'') => {
+                    col += 2;
+                    vi += 1;
+                }
+                Some(c) if c.is_whitespace() => col += 1,
+                Some(_) => {
+                    col += 1;
+                    vi += 1;
+                }
+            }
+        }
+        Some(Span {
+            line: line as u32 + 1,
+            column: col as u32 + 1,
+            len: 1,
+        })
     }
+}
+
+fn indentation(line: &[char]) -> usize {
+    line.iter().take_while(|c| c.is_whitespace()).count()
 }
 
 /// Escapes one JSON-pointer segment (RFC 6901).

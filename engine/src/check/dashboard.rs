@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::Ctx;
 use crate::diagnostic::Code;
-use crate::filter::kind_name;
+use crate::filter::a_field;
 use crate::load::{Item, valid_name};
 use crate::model::{Dashboard, FieldType, WidgetKind};
 
@@ -54,7 +54,7 @@ pub(super) fn check_dashboard(ctx: &mut Ctx, item: &Item<Dashboard>) {
                         _ => !matches!(f.kind, FieldType::Table | FieldType::Json),
                     };
                     if !fits {
-                        ctx.push(file.error(Code::Measure, &mat, format!("`{op}` does not apply to `{field}`, a {} field", kind_name(f.kind))));
+                        ctx.push(file.error(Code::Measure, &mat, format!("`{op}` does not apply to `{field}`, {}", a_field(f.kind))));
                     }
                 }
             }
@@ -91,8 +91,8 @@ pub(super) fn check_dashboard(ctx: &mut Ctx, item: &Item<Dashboard>) {
                     Code::Measure,
                     &gat,
                     format!(
-                        "`{name}` is a {} field; only dates take a bucket like `:{b}`",
-                        kind_name(f.kind)
+                        "`{name}` is {}; only dates take a bucket like `:{b}`",
+                        a_field(f.kind)
                     ),
                 )),
                 Some(b) if !BUCKETS.contains(&b) => ctx.push(
@@ -107,7 +107,7 @@ pub(super) fn check_dashboard(ctx: &mut Ctx, item: &Item<Dashboard>) {
                     ctx.push(file.error(
                         Code::Measure,
                         &gat,
-                        format!("cannot group by a {} field", kind_name(f.kind)),
+                        format!("cannot group by {}", a_field(f.kind)),
                     ))
                 }
                 _ => {}

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use super::info::FieldInfo;
 use super::{Ctx, HOOK_VARIABLES};
 use crate::diagnostic::Code;
-use crate::filter::kind_name;
+use crate::filter::a_field;
 use crate::load::{Item, valid_name};
 use crate::model::{Entity, Field, FieldType, RuleEvent, ViewKind};
 use crate::source::{SourceFile, pointer};
@@ -41,7 +41,7 @@ pub(super) fn check_entity(ctx: &mut Ctx, item: &Item<Entity>) {
             file.error(
                 Code::WrongFieldType,
                 "/title",
-                format!("the title field `{title}` is a {} field", kind_name(f.kind)),
+                format!("the title field `{title}` is {}", a_field(f.kind)),
             )
             .with_help("a title is a text field"),
         );
@@ -59,9 +59,9 @@ pub(super) fn check_entity(ctx: &mut Ctx, item: &Item<Entity>) {
                 Code::WrongFieldType,
                 "/numbering/field",
                 format!(
-                    "`{}` is a {} field; numbers go into a text field",
+                    "`{}` is {}; numbers go into a text field",
                     numbering.field,
-                    kind_name(f.kind)
+                    a_field(f.kind)
                 ),
             ));
         }
@@ -92,10 +92,7 @@ pub(super) fn check_entity(ctx: &mut Ctx, item: &Item<Entity>) {
                 ctx.push(file.error(
                     Code::WrongFieldType,
                     &fat,
-                    format!(
-                        "a {} field cannot be part of a unique key",
-                        kind_name(f.kind)
-                    ),
+                    format!("{} cannot be part of a unique key", a_field(f.kind)),
                 ));
             }
         }
@@ -193,7 +190,7 @@ pub(super) fn check_entity(ctx: &mut Ctx, item: &Item<Entity>) {
                             FieldType::Select | FieldType::Link | FieldType::User
                         )
                     {
-                        ctx.push(file.error(Code::WrongFieldType, &format!("{at}/group_by"), format!("kanban columns come from a select, link or user field; `{g}` is a {} field", kind_name(f.kind))));
+                        ctx.push(file.error(Code::WrongFieldType, &format!("{at}/group_by"), format!("kanban columns come from a select, link or user field; `{g}` is {}", a_field(f.kind))));
                     }
                 }
             },
@@ -336,7 +333,7 @@ fn check_field(
                 file.key_error(
                     Code::FieldKindMismatch,
                     &format!("{at}/{key}"),
-                    format!("`{key}` does not apply to a {} field", kind_name(kind)),
+                    format!("`{key}` does not apply to {}", a_field(kind)),
                 )
                 .with_help(format!("`{key}` applies to {types} fields")),
             );
@@ -490,7 +487,7 @@ fn check_field(
             None => ctx.push(file.key_error(
                 Code::MissingKey,
                 at,
-                format!("a {} field needs `options`", kind_name(kind)),
+                format!("{} needs `options`", a_field(kind)),
             )),
             Some(options) => {
                 let mut seen = HashSet::new();
@@ -666,8 +663,8 @@ fn text_fields(
                 Code::WrongFieldType,
                 &fat,
                 format!(
-                    "quick search covers text fields; `{name}` is a {} field",
-                    kind_name(f.kind)
+                    "quick search covers text fields; `{name}` is {}",
+                    a_field(f.kind)
                 ),
             ));
         }
@@ -688,10 +685,7 @@ fn temporal(
         ctx.push(file.error(
             Code::WrongFieldType,
             at,
-            format!(
-                "`{name}` is a {} field, not a date or datetime",
-                kind_name(f.kind)
-            ),
+            format!("`{name}` is {}, not a date or datetime", a_field(f.kind)),
         ));
     }
 }

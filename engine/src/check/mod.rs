@@ -194,6 +194,18 @@ impl<'a> Ctx<'a> {
                 .get(&self.app_name)
                 .cloned()
                 .unwrap_or_default();
+            let beside = self.app.dir.parent().map(|p| p.join(&app).join("app.yaml"));
+            if !self.ws.apps.contains_key(&app) && beside.is_some_and(|p| p.is_file()) {
+                self.push(
+                    file.error(
+                        Code::UnknownApp,
+                        ptr,
+                        format!("app `{app}` is not a dependency of `{}`", self.app_name),
+                    )
+                    .with_help(format!("add `{app}` to `depends` in app.yaml")),
+                );
+                return None;
+            }
             if !self.ws.apps.contains_key(&app) {
                 let known: Vec<&str> = self.ws.apps.keys().map(String::as_str).collect();
                 self.push(
@@ -332,7 +344,13 @@ impl<'a> Ctx<'a> {
             Some(v) if !on_key => v,
             _ => wrong,
         };
-        self.push(d.suggest(&wrong, e.candidates.iter().map(String::as_str)));
+        let d = d.suggest(&wrong, e.candidates.iter().map(String::as_str));
+        let d = if e.kind == FilterErrorKind::UnknownOperator {
+            d.with_help_if_none(format!("operators: {}", e.candidates.join(", ")))
+        } else {
+            d
+        };
+        self.push(d);
     }
 
     /// Checks a stored value: a literal of the field's type, a `$variable`, or `=expression`.
@@ -370,29 +388,35 @@ impl<'a> Ctx<'a> {
         skip: u32,
         variables: &[&str],
     ) {
-        if let Err(e) = self.sandbox.compile(source, variables) {
-            let d = file.error(Code::Script, ptr, format!("script error: {}", e.message));
-            let d = match file.value_start(ptr) {
-                Some((span, first)) => {
-                    let quoted = u32::from(first == '"' || first == '\'');
-                    let column = if e.line <= 1 {
-                        span.column + quoted + skip + e.column - 1
-                    } else {
-                        span.column + e.column - 1
-                    };
-                    file.at(
-                        d,
-                        Span {
-                            line: span.line + e.line - 1,
-                            column,
-                            len: 1,
-                        },
-                    )
-                }
-                None => d,
-            };
-            self.push(d.with_label("here"));
-        }
+        let Err(e) = self.sandbox.compile(source, variables) else {
+            return;
+        };
+        let offset: usize = source
+            .split('\n')
+            .take(e.line.saturating_sub(1) as usize)
+            .map(|l| l.chars().count() + 1)
+            .sum::<usize>()
+            + e.column.saturating_sub(1) as usize
+            + skip as usize;
+        let value: String = "=".repeat(skip as usize) + source;
+        let d = file.error(Code::Script, ptr, format!("script error: {}", e.message));
+        let unknown = undefined_variable(&e.message);
+        let d = match file.locate_in_value(ptr, &value, offset) {
+            // Mark the whole unknown name, not just its first letter.
+            Some(span) => file.at(
+                d,
+                Span {
+                    len: unknown.map_or(1, |n| n.chars().count() as u32),
+                    ..span
+                },
+            ),
+            None => d,
+        };
+        let d = match unknown {
+            Some(name) => d.suggest(name, variables.iter().copied()),
+            None => d,
+        };
+        self.push(d.with_label("here"));
     }
 
     /// Compiles a rule given inline or as a file under the app folder.
@@ -551,8 +575,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The name in Rhai's "Undefined variable: x" message.
+fn undefined_variable(message: &str) -> Option<&str> {
+    message.strip_prefix("Undefined variable: ").map(str::trim)
+}
+
 fn file_value(file: &SourceFile, ptr: &str) -> Option<String> {
-    let (span, _) = file.value_start(ptr)?;
+    let span = file.value_span(ptr)?;
     let line = file
         .text
         .lines()

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::info::EntityInfo;
 use super::{Ctx, HOOK_VARIABLES};
 use crate::diagnostic::Code;
-use crate::filter::kind_name;
+use crate::filter::a_field;
 use crate::graph::{Soundness, WorkflowGraph};
 use crate::load::{Item, valid_name};
 use crate::model::{Action, Effect, FieldType, Workflow};
@@ -117,6 +117,8 @@ pub(super) fn check_workflow(ctx: &mut Ctx, item: &Item<Workflow>) {
         ok
     };
     let mut actions = HashSet::new();
+    // A misspelt state makes the graph wrong; report the name, not its consequences.
+    let mut dangling = false;
     for (i, t) in w.transitions.iter().enumerate() {
         let at = format!("/transitions/{i}");
         match &t.from {
@@ -131,7 +133,9 @@ pub(super) fn check_workflow(ctx: &mut Ctx, item: &Item<Workflow>) {
                     } else {
                         format!("{at}/from/{j}")
                     };
-                    if name != "*" && state_ref(ctx, &fat, name) && w.states[name].is_final {
+                    let known = name == "*" || state_ref(ctx, &fat, name);
+                    dangling |= !known;
+                    if known && name != "*" && w.states[name].is_final {
                         ctx.push(file.error(
                             Code::LeavesFinalState,
                             &fat,
@@ -143,9 +147,7 @@ pub(super) fn check_workflow(ctx: &mut Ctx, item: &Item<Workflow>) {
         }
         match &t.to {
             None => ctx.push(file.key_error(Code::MissingKey, &at, "a transition needs `to`")),
-            Some(to) => {
-                state_ref(ctx, &format!("{at}/to"), to);
-            }
+            Some(to) => dangling |= !state_ref(ctx, &format!("{at}/to"), to),
         }
         for from in t.from.iter().flat_map(|f| f.names()) {
             let starts: Vec<&str> = if from == "*" {
@@ -209,10 +211,7 @@ pub(super) fn check_workflow(ctx: &mut Ctx, item: &Item<Workflow>) {
                     ctx.push(file.error(
                         Code::WrongFieldType,
                         &format!("{at}/due/from"),
-                        format!(
-                            "`{from}` is a {} field, not a date or datetime",
-                            kind_name(f.kind)
-                        ),
+                        format!("`{from}` is {}, not a date or datetime", a_field(f.kind)),
                     ));
                 }
                 ctx.recipients(
@@ -225,7 +224,7 @@ pub(super) fn check_workflow(ctx: &mut Ctx, item: &Item<Workflow>) {
             }
         }
     }
-    if initial.len() == 1 {
+    if initial.len() == 1 && !dangling {
         let graph = WorkflowGraph::new(w);
         let Soundness {
             unreachable,
@@ -302,10 +301,7 @@ pub(super) fn check_action(
             ctx.push(file.error(
                 Code::WrongFieldType,
                 &uat,
-                format!(
-                    "`{name}` is a {} field; `users` names user fields",
-                    kind_name(f.kind)
-                ),
+                format!("`{name}` is {}; `users` names user fields", a_field(f.kind)),
             ));
         }
     }
