@@ -1,1 +1,15 @@
-//! `trellis-runtime`: reserved for the runtime (storage, REST API, web forms), which comes next; it holds no code yet.
+//! The Trellis runtime: runs checked apps against a real SQL database.
+//!
+//! Today it owns the connection ([`store`]) and schema deployment ([`deploy`]):
+//! a checked model becomes a [`store::Layout`] of typed tables, the planner
+//! compares it with the last deployed layout, and the printed plan is applied in
+//! one transaction. Records, permissions and the API build on this.
+//!
+//! **Invariant:** the runtime never parses YAML; it accepts only a
+//! [`trellis_engine::CheckedModel`].
+
+pub mod deploy;
+pub mod store;
+
+pub use deploy::{DeployError, SchemaPlan, deploy, deploy_model, plan, plan_model};
+pub use store::{Dialect, Layout, Store, StoreError};

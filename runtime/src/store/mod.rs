@@ -1,0 +1,151 @@
+//! The database connection: SQLite embedded by default, PostgreSQL when a
+//! `postgres://` URL is given. One code path; the differences live in [`Dialect`].
+
+mod dialect;
+pub mod filter_sql;
+mod layout;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+
+pub use dialect::Dialect;
+pub use layout::{Column, ColumnKind, Layout, LayoutError, Table, TableIndex};
+
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to {target}: {source}")]
+    Connect { target: String, source: DbErr },
+    #[error("unsupported database URL `{0}`: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// An open database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    conn: DatabaseConnection,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connects to `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let dialect =
+            Dialect::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(redact(url)))?;
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        match dialect {
+            Dialect::Sqlite => {
+                // sea-orm defaults SQLite to one connection, which serialises all I/O;
+                // WAL lets readers run beside the single writer.
+                options
+                    .max_connections(4)
+                    .min_connections(1)
+                    .map_sqlx_sqlite_opts(|o| {
+                        o.journal_mode(SqliteJournalMode::Wal)
+                            .synchronous(SqliteSynchronous::Normal)
+                            .busy_timeout(Duration::from_secs(10))
+                            .foreign_keys(true)
+                    });
+            }
+            Dialect::Postgres => {
+                options.max_connections(16).min_connections(1);
+            }
+        }
+        let conn = Database::connect(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                target: redact(url),
+                source,
+            })?;
+        Ok(Store { conn, dialect })
+    }
+
+    /// Opens (creating it if needed) the SQLite database of a data directory.
+    pub async fn open_data_dir(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Connect {
+            target: dir.display().to_string(),
+            source: DbErr::Custom(e.to_string()),
+        })?;
+        Store::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("trellis.db").display()
+        ))
+        .await
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred read that later writes can fail with
+    /// `SQLITE_BUSY` when another connection wrote in between.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.conn.begin_with_options(options).await?)
+    }
+
+    /// Runs one SQL statement that returns no rows.
+    pub async fn execute_sql(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.execute_unprepared(sql).await?;
+        Ok(())
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) -> Result<(), StoreError> {
+        Ok(self.conn.close().await?)
+    }
+}
+
+/// The current time as stored in SQLite text columns: fixed-width UTC, so that
+/// text order is time order.
+pub fn now_text() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            super::redact("postgres://app:secret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            super::redact("sqlite://data/trellis.db"),
+            "sqlite://data/trellis.db"
+        );
+    }
+}
