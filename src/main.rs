@@ -51,6 +51,26 @@ enum Command {
         /// The folder to create; its name becomes the app's name.
         folder: PathBuf,
     },
+    /// Plan the database change a model needs and apply it (`--plan` only prints it).
+    Migrate {
+        /// App folders (default: every app under `apps/`).
+        apps: Vec<PathBuf>,
+        /// Print the plan without applying it.
+        #[arg(long)]
+        plan: bool,
+        /// Also drop the columns and tables of removed fields and entities, with their data.
+        #[arg(long)]
+        allow_destructive: bool,
+        /// Add the apps under `examples/`.
+        #[arg(long)]
+        examples: bool,
+        /// Where the SQLite database lives when no database URL is given.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// `postgres://…` to use PostgreSQL instead of SQLite.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Run a benchmark suite and print figures with their ratio to a raw baseline.
     Bench {
         #[arg(value_enum)]
@@ -85,6 +105,31 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The app folders to run: those named, else every app under `apps/`; plus the
+/// examples when asked.
+fn app_dirs(named: Vec<PathBuf>, examples: bool) -> Vec<PathBuf> {
+    let mut dirs = named;
+    let mut roots = Vec::new();
+    if dirs.is_empty() {
+        roots.push(PathBuf::from("apps"));
+    }
+    if examples {
+        roots.push(PathBuf::from("examples"));
+    }
+    for root in roots {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("app.yaml").is_file())
+            .collect();
+        found.sort();
+        dirs.extend(found);
+    }
+    dirs
 }
 
 fn run(command: Command) -> Result<ExitCode, String> {
@@ -177,5 +222,40 @@ fn run(command: Command) -> Result<ExitCode, String> {
             json,
             iterations,
         } => bench::run(suite, json, iterations),
+        Command::Migrate {
+            apps,
+            plan,
+            allow_destructive,
+            examples,
+            data_dir,
+            database_url,
+        } => {
+            let dirs = app_dirs(apps, examples);
+            let report = trellis_engine::check(&dirs);
+            let Some(model) = report.model else {
+                eprint!("{}", report.diagnostics.render());
+                return Ok(ExitCode::from(1));
+            };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let store = match &database_url {
+                    Some(url) => trellis_runtime::Store::connect(url).await,
+                    None => trellis_runtime::Store::open_data_dir(&data_dir).await,
+                }
+                .map_err(|e| e.to_string())?;
+                let schema_plan = if plan {
+                    trellis_runtime::plan_model(&store, &model, allow_destructive).await
+                } else {
+                    trellis_runtime::deploy_model(&store, &model, allow_destructive).await
+                }
+                .map_err(|e| e.to_string())?;
+                print!("{schema_plan}");
+                if !plan && !schema_plan.steps.is_empty() {
+                    println!("applied");
+                }
+                store.close().await.map_err(|e| e.to_string())?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
     }
 }

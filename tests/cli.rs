@@ -261,3 +261,38 @@ fn a_link_to_an_app_beside_but_not_depended_on_says_so() {
     let out = trellis(&["check", "shop"], tmp.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn migrate_prints_the_plan_then_applies_it() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| {
+        let mut all = vec!["migrate", "examples/leave", "--data-dir", data];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+            .args(&all)
+            .current_dir(repo())
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let planned = run(&["--plan"]);
+    assert!(
+        planned.contains("create table leave__leave_request"),
+        "{planned}"
+    );
+    assert!(
+        planned.contains("CREATE TABLE \"leave__leave_request\""),
+        "{planned}"
+    );
+    assert!(!planned.ends_with("applied\n"), "--plan applies nothing");
+    let applied = run(&[]);
+    assert!(
+        applied.contains("create table leave__leave_request") && applied.ends_with("applied\n"),
+        "{applied}"
+    );
+    assert_eq!(run(&["--plan"]), "the database is up to date\n");
+}
