@@ -76,8 +76,41 @@ impl ScriptSandbox {
     }
 }
 
+/// Lets exact numbers (money, decimals) and plain float literals mix, so that
+/// `price * 0.9` or `days <= 2.0` work; the result stays exact.
+fn register_decimal_mixing(engine: &mut Engine) {
+    use rust_decimal::Decimal;
+    fn exact(f: f64) -> Decimal {
+        // Through the shortest decimal text of the float: 0.9 becomes 0.9, not 0.899999…
+        f.to_string().parse().unwrap_or_default()
+    }
+    macro_rules! arithmetic {
+        ($($op:literal => $method:ident),*) => {$(
+            engine.register_fn($op, |a: Decimal, b: f64| -> Result<Decimal, Box<rhai::EvalAltResult>> {
+                a.$method(exact(b)).ok_or_else(|| format!("arithmetic overflow in {}", $op).into())
+            });
+            engine.register_fn($op, |a: f64, b: Decimal| -> Result<Decimal, Box<rhai::EvalAltResult>> {
+                exact(a).$method(b).ok_or_else(|| format!("arithmetic overflow in {}", $op).into())
+            });
+        )*};
+    }
+    arithmetic!("+" => checked_add, "-" => checked_sub, "*" => checked_mul, "/" => checked_div);
+    macro_rules! comparison {
+        ($($op:literal => $cmp:tt),*) => {$(
+            engine.register_fn($op, |a: Decimal, b: f64| a $cmp exact(b));
+            engine.register_fn($op, |a: f64, b: Decimal| exact(a) $cmp b);
+        )*};
+    }
+    comparison!("<" => <, "<=" => <=, ">" => >, ">=" => >=, "==" => ==, "!=" => !=);
+    engine.register_fn("min", |a: Decimal, b: f64| a.min(exact(b)));
+    engine.register_fn("min", |a: f64, b: Decimal| exact(a).min(b));
+    engine.register_fn("max", |a: Decimal, b: f64| a.max(exact(b)));
+    engine.register_fn("max", |a: f64, b: Decimal| exact(a).max(b));
+}
+
 /// Small pure helpers that model scripts may call.
 fn register_helpers(engine: &mut Engine) {
+    register_decimal_mixing(engine);
     // Whole days from one `YYYY-MM-DD` date to another (negative when `to` is earlier).
     engine.register_fn("days_between", |from: &str, to: &str| -> Dynamic {
         let parse =

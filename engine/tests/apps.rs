@@ -111,7 +111,7 @@ fn the_spec_coverage_app_declares_every_entity_of_the_spec() {
         "sales_contract",
         "sales_order",
         "order_plan",
-        "shipment",
+        "shipment_record",
         "delivery_project",
         "invoice_request",
         "payment_collection",

@@ -284,3 +284,32 @@ fn durations_have_a_number_and_a_unit() {
     assert_eq!(duration_seconds("3 days"), None);
     assert_eq!(duration_seconds("h"), None);
 }
+
+#[test]
+fn exact_numbers_mix_with_float_literals_and_stay_exact() {
+    let sandbox = ScriptSandbox::new();
+    let run = |src: &str| {
+        let ast = sandbox.compile(src, &[]).expect("compiles");
+        let value = sandbox
+            .engine()
+            .eval_ast::<rhai::Dynamic>(&ast)
+            .map_err(|e| e.to_string())?;
+        Ok::<String, String>(match value.clone().try_cast::<rust_decimal::Decimal>() {
+            Some(d) => d.normalize().to_string(),
+            None => value.to_string(),
+        })
+    };
+    assert_eq!(
+        run("parse_decimal(\"100\") * 0.95 * 0.9 * 0.98"),
+        Ok("83.79".to_owned())
+    );
+    assert_eq!(
+        run("let p = parse_decimal(\"0.1\"); p + 0.2"),
+        Ok("0.3".to_owned())
+    );
+    assert_eq!(run("parse_decimal(\"1.5\") <= 2.0"), Ok("true".to_owned()));
+    assert_eq!(
+        run("min(parse_decimal(\"0.8379\"), 0.85)"),
+        Ok("0.8379".to_owned())
+    );
+}
