@@ -8,8 +8,15 @@
 //! **Invariant:** the runtime never parses YAML; it accepts only a
 //! [`trellis_engine::CheckedModel`].
 
+pub mod catalog;
 pub mod deploy;
+pub mod read;
+pub mod record;
 pub mod store;
+pub mod write;
 
+pub use catalog::Catalog;
 pub use deploy::{DeployError, SchemaPlan, deploy, deploy_model, plan, plan_model};
+pub use record::{Actor, FieldError, Record, RecordError};
 pub use store::{Dialect, Layout, Store, StoreError};
+pub use write::RecordWriter;

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use entity::numbering_pattern as entity_numbering_pattern;
-pub use info::{EntityInfo, FieldInfo, SYSTEM_FIELDS, Workspace};
+pub use info::{EntityInfo, FieldInfo, SYSTEM_FIELDS, Workspace, split_ref};
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, Span};
 use crate::filter::{self, Expr, FilterError, FilterErrorKind};

@@ -8,10 +8,13 @@ pub use plan::{SchemaPlan, Step, StepKind, plan};
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
-use crate::store::{Column, ColumnKind, Dialect, Layout, Store, StoreError, Table};
+use crate::store::{Column, ColumnKind, Dialect, Layout, Store, StoreError, Table, TableIndex};
 
 /// The platform's own table of deployments.
 pub const REVISIONS: &str = "trellis_revisions";
+/// The platform's audit trail: who changed which record, when, from what to what.
+pub const AUDIT: &str = "trellis_audit";
+pub use crate::write::numbering::SEQUENCES;
 
 /// What can stop a deployment.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +42,51 @@ pub fn platform_layout() -> Layout {
             .columns
             .insert(name.to_owned(), Column { kind, nullable });
     }
+    let mut audit = Table::empty();
+    for (name, kind, nullable) in [
+        ("id", ColumnKind::Id, false),
+        ("at", ColumnKind::DateTime, false),
+        ("user_id", ColumnKind::Integer, true),
+        ("app", ColumnKind::Text, false),
+        ("entity", ColumnKind::Text, false),
+        ("record_id", ColumnKind::Integer, false),
+        ("operation", ColumnKind::Text, false),
+        ("changes", ColumnKind::Text, false),
+    ] {
+        audit
+            .columns
+            .insert(name.to_owned(), Column { kind, nullable });
+    }
+    audit.indexes.insert(
+        format!("{AUDIT}__record_idx"),
+        TableIndex {
+            columns: vec!["app".into(), "entity".into(), "record_id".into()],
+            unique: false,
+            condition: None,
+        },
+    );
+    let mut sequences = Table::empty();
+    for (name, kind, nullable) in [
+        ("id", ColumnKind::Id, false),
+        ("series", ColumnKind::Text, false),
+        ("value", ColumnKind::Integer, false),
+    ] {
+        sequences
+            .columns
+            .insert(name.to_owned(), Column { kind, nullable });
+    }
+    sequences.indexes.insert(
+        format!("{SEQUENCES}__series_key"),
+        TableIndex {
+            columns: vec!["series".into()],
+            unique: true,
+            condition: None,
+        },
+    );
     let mut layout = Layout::default();
     layout.tables.insert(REVISIONS.to_owned(), revisions);
+    layout.tables.insert(AUDIT.to_owned(), audit);
+    layout.tables.insert(SEQUENCES.to_owned(), sequences);
     layout
 }
 

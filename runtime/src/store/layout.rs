@@ -265,7 +265,8 @@ fn index_name(table: &str, columns: &[&str], suffix: &str) -> String {
     format!("{}_{:08x}_{suffix}", &full[..cut], hash as u32)
 }
 
-fn column_of(field: &Field) -> Column {
+/// The column a field is stored in.
+pub fn column_of(field: &Field) -> Column {
     let exact = |p: u8, s: u8| ColumnKind::Exact {
         precision: field.precision.unwrap_or(p),
         scale: field.scale.unwrap_or(s),

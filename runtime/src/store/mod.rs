@@ -3,7 +3,7 @@
 
 mod dialect;
 pub mod filter_sql;
-mod layout;
+pub mod layout;
 
 use std::path::Path;
 use std::time::Duration;

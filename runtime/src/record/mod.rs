@@ -1,0 +1,121 @@
+//! Records: what the write pipeline stores and the reader returns, and the
+//! errors both report, field by field.
+
+pub mod value;
+
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+/// A record in its API form: system fields and field values, with line items
+/// under their table field's name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub id: i64,
+    pub version: i64,
+    pub values: Map<String, Json>,
+}
+
+/// One problem with one field of an input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field (`lines[2].qty` inside line items; empty for the whole record).
+    pub field: String,
+    /// A stable code: `required`, `type`, `min`, `max`, `pattern`, `option`, `unique`,
+    /// `unknown_field`, `read_only`, `link`, `rule`…
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Who is acting: the user (none for the system) and the `$user` attributes.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<i64>,
+    pub attributes: Map<String, Json>,
+}
+
+impl Actor {
+    /// The platform itself (imports, jobs, tests' fixtures).
+    pub fn system() -> Actor {
+        Actor::default()
+    }
+
+    pub fn user(id: i64) -> Actor {
+        let mut attributes = Map::new();
+        attributes.insert("id".into(), Json::from(id));
+        Actor {
+            user_id: Some(id),
+            attributes,
+        }
+    }
+}
+
+/// Why a read or write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the record is invalid: {}", summary(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("{entity} #{id} not found")]
+    NotFound { entity: String, id: i64 },
+    #[error(
+        "{entity} #{id} was changed by someone else (version {found}, you had {expected}); reload it and try again"
+    )]
+    Conflict {
+        entity: String,
+        id: i64,
+        expected: i64,
+        found: i64,
+    },
+    #[error("{entity} #{id} cannot be deleted: {count} {by} record(s) link to it")]
+    Linked {
+        entity: String,
+        id: i64,
+        by: String,
+        count: i64,
+    },
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    #[error("row {row}: {source}")]
+    Row {
+        row: usize,
+        source: Box<RecordError>,
+    },
+    #[error("unknown entity {0}")]
+    UnknownEntity(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+impl From<sea_orm::DbErr> for RecordError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        RecordError::Store(e.into())
+    }
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl RecordError {
+    /// The field errors of an invalid record.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            RecordError::Invalid(errors) => errors,
+            RecordError::Row { source, .. } => source.field_errors(),
+            _ => &[],
+        }
+    }
+}

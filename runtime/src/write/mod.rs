@@ -1,0 +1,650 @@
+//! The write pipeline, the one place every record write passes:
+//! coerce → defaults → computed fields → constraints → validation rules
+//! ([`prepare`]), then, in one transaction: number → uniqueness and links →
+//! write (with an optimistic version check) → line items by diff → audit row.
+
+pub mod numbering;
+pub mod prepare;
+
+use std::sync::Arc;
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
+use serde_json::{Map, Value as Json, json};
+use trellis_engine::model::OnDelete;
+
+use crate::catalog::{Catalog, EntityModel};
+use crate::deploy::AUDIT;
+use crate::read::load::load;
+use crate::record::value::{datetime_text, to_sql};
+use crate::record::{Actor, FieldError, Record, RecordError};
+use crate::store::{ColumnKind, Dialect, Store};
+use numbering::Blocks;
+use prepare::{Context, Prepared, prepare};
+
+/// Runs the write pipeline against a store.
+#[derive(Debug, Clone)]
+pub struct RecordWriter {
+    store: Store,
+    catalog: Arc<Catalog>,
+    blocks: Arc<Blocks>,
+}
+
+impl RecordWriter {
+    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+        RecordWriter {
+            store,
+            catalog,
+            blocks: Arc::new(Blocks::default()),
+        }
+    }
+
+    fn context<'a>(&'a self, actor: &'a Actor) -> Context<'a> {
+        let now = chrono::Utc::now();
+        Context {
+            actor,
+            today: now.date_naive(),
+            now,
+            engine: self.catalog.sandbox().engine(),
+        }
+    }
+
+    /// Creates one record.
+    pub async fn create(
+        &self,
+        entity: &EntityModel,
+        input: Map<String, Json>,
+        actor: &Actor,
+    ) -> Result<Record, RecordError> {
+        let mut created = self
+            .create_many(entity, vec![input], actor)
+            .await
+            .map_err(unwrap_row)?;
+        Ok(created.remove(0))
+    }
+
+    /// Creates many records through the same pipeline, all or none: the first
+    /// invalid input is reported with its row number and nothing is written.
+    pub async fn create_many(
+        &self,
+        entity: &EntityModel,
+        inputs: Vec<Map<String, Json>>,
+        actor: &Actor,
+    ) -> Result<Vec<Record>, RecordError> {
+        let cx = self.context(actor);
+        let empty = Prepared::default();
+        let mut prepared = Vec::with_capacity(inputs.len());
+        for (row, input) in inputs.iter().enumerate() {
+            let p =
+                prepare(entity, &empty, input, true, &cx).map_err(|errors| RecordError::Row {
+                    row,
+                    source: Box::new(RecordError::Invalid(errors)),
+                })?;
+            prepared.push(p);
+        }
+        // Gap-tolerant numbers come from blocks committed on their own, so they are
+        // taken before the write transaction holds the (SQLite: database-wide) write lock.
+        if let Some(numbering) = entity.numbering.as_ref().filter(|n| !n.gap_free) {
+            let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
+            for record in &mut prepared {
+                if record
+                    .values
+                    .get(&numbering.field)
+                    .is_none_or(Json::is_null)
+                {
+                    let n = self.blocks.next(&self.store, &series).await?;
+                    record.values.insert(
+                        numbering.field.clone(),
+                        Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
+                    );
+                }
+            }
+        }
+        let txn = self.store.begin_write().await?;
+        let mut ids = Vec::with_capacity(prepared.len());
+        for (row, mut record) in prepared.into_iter().enumerate() {
+            let id = self
+                .insert(&txn, entity, &mut record, actor, &cx)
+                .await
+                .map_err(|e| RecordError::Row {
+                    row,
+                    source: Box::new(e),
+                })?;
+            ids.push(id);
+        }
+        txn.commit().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (record, _) = load(
+                self.store.connection(),
+                self.store.dialect(),
+                entity,
+                id,
+                false,
+            )
+            .await?
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    async fn insert(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        record: &mut Prepared,
+        actor: &Actor,
+        cx: &Context<'_>,
+    ) -> Result<i64, RecordError> {
+        let dialect = self.store.dialect();
+        if let Some(numbering) = &entity.numbering
+            && record
+                .values
+                .get(&numbering.field)
+                .is_none_or(Json::is_null)
+        {
+            // Gap-free: the counter row stays locked until this transaction ends.
+            let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
+            let n = numbering::advance(txn, dialect, &series, 1).await?;
+            record.values.insert(
+                numbering.field.clone(),
+                Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
+            );
+        }
+        self.check_unique(txn, entity, record, None).await?;
+        self.check_links(txn, entity, record).await?;
+        let now = system_time(cx.now, dialect);
+        let user = sea_orm::Value::BigInt(actor.user_id);
+        let mut columns = vec![
+            Alias::new("version"),
+            Alias::new("created_at"),
+            Alias::new("created_by"),
+            Alias::new("updated_at"),
+            Alias::new("updated_by"),
+        ];
+        let mut values: Vec<SimpleExpr> = vec![
+            1_i64.into(),
+            now.clone().into(),
+            user.clone().into(),
+            now.into(),
+            user.into(),
+        ];
+        for (name, field) in &entity.fields {
+            if let Some(v) = record.values.get(name) {
+                columns.push(Alias::new(name.as_str()));
+                values.push(to_sql(v, field.column, dialect).into());
+            }
+        }
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(entity.table.as_str()))
+            .columns(columns)
+            .values_panic(values)
+            .returning_col(Alias::new("id"));
+        let row = txn
+            .query_one(&insert)
+            .await?
+            .ok_or_else(|| RecordError::BadQuery("the insert returned no id".into()))?;
+        let id: i64 = row.try_get_by_index(0)?;
+        self.write_lines(txn, entity, id, record, &Prepared::default())
+            .await?;
+        let changes: Map<String, Json> = record
+            .values
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), json!([null, v])))
+            .collect();
+        self.audit(txn, entity, id, "create", actor, cx, Json::Object(changes))
+            .await?;
+        Ok(id)
+    }
+
+    /// Updates a record from the version the caller read; a stale version is a conflict.
+    pub async fn update(
+        &self,
+        entity: &EntityModel,
+        id: i64,
+        expected_version: i64,
+        patch: Map<String, Json>,
+        actor: &Actor,
+    ) -> Result<Record, RecordError> {
+        let cx = self.context(actor);
+        let dialect = self.store.dialect();
+        let txn = self.store.begin_write().await?;
+        let (current, base) =
+            load(&txn, dialect, entity, id, true)
+                .await?
+                .ok_or(RecordError::NotFound {
+                    entity: entity.name.clone(),
+                    id,
+                })?;
+        if current.version != expected_version {
+            return Err(RecordError::Conflict {
+                entity: entity.name.clone(),
+                id,
+                expected: expected_version,
+                found: current.version,
+            });
+        }
+        let record = prepare(entity, &base, &patch, false, &cx).map_err(RecordError::Invalid)?;
+        self.check_unique(&txn, entity, &record, Some(id)).await?;
+        self.check_links(&txn, entity, &record).await?;
+        let mut update = Query::update();
+        update
+            .table(Alias::new(entity.table.as_str()))
+            .value(
+                Alias::new("version"),
+                Expr::col(Alias::new("version")).add(1),
+            )
+            .value(Alias::new("updated_at"), system_time(cx.now, dialect))
+            .value(
+                Alias::new("updated_by"),
+                sea_orm::Value::BigInt(actor.user_id),
+            );
+        let mut changes = Map::new();
+        for (name, field) in &entity.fields {
+            let new = record.values.get(name).unwrap_or(&Json::Null);
+            let old = base.values.get(name).unwrap_or(&Json::Null);
+            if new != old {
+                update.value(
+                    Alias::new(name.as_str()),
+                    to_sql(new, field.column, dialect),
+                );
+                changes.insert(name.clone(), json!([old, new]));
+            }
+        }
+        update
+            .and_where(Expr::col(Alias::new("id")).eq(id))
+            .and_where(Expr::col(Alias::new("version")).eq(expected_version));
+        // The version condition makes a concurrent writer that slipped past the read
+        // (possible only without row locks) update nothing instead of overwriting.
+        if txn.execute(&update).await?.rows_affected() != 1 {
+            return Err(RecordError::Conflict {
+                entity: entity.name.clone(),
+                id,
+                expected: expected_version,
+                found: expected_version + 1,
+            });
+        }
+        for (name, rows) in &record.lines {
+            if base.lines.get(name) != Some(rows) {
+                changes.insert(name.clone(), json!([base.lines.get(name), rows]));
+            }
+        }
+        self.write_lines(&txn, entity, id, &record, &base).await?;
+        self.audit(
+            &txn,
+            entity,
+            id,
+            "update",
+            actor,
+            &cx,
+            Json::Object(changes),
+        )
+        .await?;
+        txn.commit().await?;
+        let (record, _) = load(self.store.connection(), dialect, entity, id, false)
+            .await?
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })?;
+        Ok(record)
+    }
+
+    /// Deletes a record. Records linking to it are refused (`restrict`, the
+    /// default), deleted too (`cascade`) or unlinked (`set_null`), as their link field says.
+    pub async fn delete(
+        &self,
+        entity: &EntityModel,
+        id: i64,
+        actor: &Actor,
+    ) -> Result<(), RecordError> {
+        let cx = self.context(actor);
+        let txn = self.store.begin_write().await?;
+        self.delete_in(&txn, entity, id, actor, &cx, 0).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_in(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        id: i64,
+        actor: &Actor,
+        cx: &Context<'_>,
+        depth: usize,
+    ) -> Result<(), RecordError> {
+        if depth > 16 {
+            return Err(RecordError::BadQuery(
+                "cascading deletes go deeper than 16 levels".into(),
+            ));
+        }
+        let dialect = self.store.dialect();
+        let (_, base) =
+            load(txn, dialect, entity, id, true)
+                .await?
+                .ok_or(RecordError::NotFound {
+                    entity: entity.name.clone(),
+                    id,
+                })?;
+        for link in &entity.linked_from {
+            let mut q = Query::select();
+            q.column(Alias::new("id"))
+                .from(Alias::new(link.table.as_str()))
+                .and_where(Expr::col(Alias::new(link.field.as_str())).eq(id));
+            let rows = txn.query_all(&q).await?;
+            if rows.is_empty() {
+                continue;
+            }
+            match link.on_delete {
+                OnDelete::Restrict => {
+                    return Err(RecordError::Linked {
+                        entity: entity.name.clone(),
+                        id,
+                        by: link.entity.clone(),
+                        count: rows.len() as i64,
+                    });
+                }
+                OnDelete::SetNull => {
+                    let mut u = Query::update();
+                    u.table(Alias::new(link.table.as_str()))
+                        .value(
+                            Alias::new(link.field.as_str()),
+                            sea_orm::Value::BigInt(None),
+                        )
+                        .value(
+                            Alias::new("version"),
+                            Expr::col(Alias::new("version")).add(1),
+                        )
+                        .and_where(Expr::col(Alias::new(link.field.as_str())).eq(id));
+                    txn.execute(&u).await?;
+                }
+                OnDelete::Cascade => {
+                    let other = self
+                        .catalog
+                        .entity(&link.app, &link.entity)
+                        .ok_or_else(|| RecordError::UnknownEntity(link.entity.clone()))?;
+                    for row in rows {
+                        let child: i64 = row.try_get_by_index(0)?;
+                        Box::pin(self.delete_in(txn, &other, child, actor, cx, depth + 1)).await?;
+                    }
+                }
+            }
+        }
+        for lines in entity.lines.values() {
+            let mut d = Query::delete();
+            d.from_table(Alias::new(lines.table.as_str()))
+                .and_where(Expr::col(Alias::new("parent_id")).eq(id));
+            txn.execute(&d).await?;
+        }
+        let mut d = Query::delete();
+        d.from_table(Alias::new(entity.table.as_str()))
+            .and_where(Expr::col(Alias::new("id")).eq(id));
+        txn.execute(&d).await?;
+        let changes: Map<String, Json> = base
+            .values
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), json!([v, null])))
+            .collect();
+        self.audit(txn, entity, id, "delete", actor, cx, Json::Object(changes))
+            .await
+    }
+
+    /// Refuses a value that another record of the entity already holds, naming that record.
+    async fn check_unique(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        record: &Prepared,
+        this: Option<i64>,
+    ) -> Result<(), RecordError> {
+        let dialect = self.store.dialect();
+        for key in &entity.unique {
+            let values: Vec<&Json> = key
+                .fields
+                .iter()
+                .map(|f| record.values.get(f).unwrap_or(&Json::Null))
+                .collect();
+            if values
+                .iter()
+                .any(|v| v.is_null() || v.as_str().is_some_and(|s| s.trim().is_empty()))
+            {
+                continue;
+            }
+            if let Some(when) = &key.when {
+                let system = Actor::system();
+                if !prepare::condition_holds(entity, when, &record.values, &self.context(&system)) {
+                    continue;
+                }
+            }
+            let mut q = Query::select();
+            q.column(Alias::new("id"))
+                .from(Alias::new(entity.table.as_str()))
+                .limit(1);
+            if let Some(title) = &entity.title {
+                q.column(Alias::new(title.as_str()));
+            }
+            for (name, value) in key.fields.iter().zip(&values) {
+                let field = &entity.fields[name];
+                let col = Expr::col(Alias::new(name.as_str()));
+                match (key.normalize, value.as_str()) {
+                    (true, Some(text)) if field.column == ColumnKind::Text => {
+                        let lowered =
+                            SimpleExpr::from(Func::lower(Func::cust(Alias::new("TRIM")).arg(col)));
+                        q.and_where(lowered.eq(text.trim().to_lowercase()));
+                    }
+                    _ => {
+                        q.and_where(col.eq(to_sql(value, field.column, dialect)));
+                    }
+                }
+            }
+            if let Some(cond) = key.when.as_ref().and_then(|when| prepare::sql_condition(entity, when, dialect)) {
+                q.cond_where(cond);
+            }
+            if let Some(this) = this {
+                q.and_where(Expr::col(Alias::new("id")).ne(this));
+            }
+            if let Some(row) = txn.query_one(&q).await? {
+                let other: i64 = row.try_get_by_index(0)?;
+                let title = entity
+                    .title
+                    .as_ref()
+                    .and_then(|t| row.try_get::<Option<String>>("", t).ok().flatten());
+                let named = match title {
+                    Some(t) => format!("{} {t} (#{other})", entity.name),
+                    None => format!("{} #{other}", entity.name),
+                };
+                let message = match &key.message {
+                    Some(m) => format!("{}: {named}", m.text("en")),
+                    None => format!("already used by {named}"),
+                };
+                return Err(RecordError::Invalid(vec![FieldError::new(
+                    &key.fields[0],
+                    "unique",
+                    message,
+                )]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Links must point at records that exist.
+    async fn check_links(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        record: &Prepared,
+    ) -> Result<(), RecordError> {
+        let mut errors = Vec::new();
+        for (name, field) in &entity.fields {
+            let (Some(target), Some(id)) = (
+                &field.target_table,
+                record.values.get(name).and_then(Json::as_i64),
+            ) else {
+                continue;
+            };
+            let mut q = Query::select();
+            q.column(Alias::new("id"))
+                .from(Alias::new(target.as_str()))
+                .and_where(Expr::col(Alias::new("id")).eq(id));
+            if txn.query_one(&q).await?.is_none() {
+                errors.push(FieldError::new(
+                    name,
+                    "link",
+                    format!(
+                        "no {} #{id}",
+                        field.def.target.as_deref().unwrap_or("record")
+                    ),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordError::Invalid(errors))
+        }
+    }
+
+    /// Saves line items by diff against `before`: lines with a known `id` are
+    /// updated, new ones inserted, missing ones deleted.
+    async fn write_lines(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        parent: i64,
+        record: &Prepared,
+        before: &Prepared,
+    ) -> Result<(), RecordError> {
+        let dialect = self.store.dialect();
+        for (name, model) in &entity.lines {
+            let Some(rows) = record.lines.get(name) else {
+                continue;
+            };
+            let old_ids: Vec<i64> = before
+                .lines
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.get("id").and_then(Json::as_i64))
+                .collect();
+            let kept: Vec<i64> = rows
+                .iter()
+                .filter_map(|l| l.get("id").and_then(Json::as_i64))
+                .filter(|id| old_ids.contains(id))
+                .collect();
+            let gone: Vec<i64> = old_ids
+                .iter()
+                .copied()
+                .filter(|id| !kept.contains(id))
+                .collect();
+            if !gone.is_empty() {
+                let mut d = Query::delete();
+                d.from_table(Alias::new(model.table.as_str()))
+                    .and_where(Expr::col(Alias::new("id")).is_in(gone));
+                txn.execute(&d).await?;
+            }
+            for (i, line) in rows.iter().enumerate() {
+                let position = i as i64 + 1;
+                match line
+                    .get("id")
+                    .and_then(Json::as_i64)
+                    .filter(|id| kept.contains(id))
+                {
+                    Some(line_id) => {
+                        let mut u = Query::update();
+                        u.table(Alias::new(model.table.as_str()))
+                            .value(Alias::new("position"), position);
+                        for (child, f) in &model.fields {
+                            u.value(
+                                Alias::new(child.as_str()),
+                                to_sql(line.get(child).unwrap_or(&Json::Null), f.column, dialect),
+                            );
+                        }
+                        u.and_where(Expr::col(Alias::new("id")).eq(line_id))
+                            .and_where(Expr::col(Alias::new("parent_id")).eq(parent));
+                        txn.execute(&u).await?;
+                    }
+                    None => {
+                        let mut columns = vec![Alias::new("parent_id"), Alias::new("position")];
+                        let mut values: Vec<SimpleExpr> = vec![parent.into(), position.into()];
+                        for (child, f) in &model.fields {
+                            columns.push(Alias::new(child.as_str()));
+                            values.push(
+                                to_sql(line.get(child).unwrap_or(&Json::Null), f.column, dialect)
+                                    .into(),
+                            );
+                        }
+                        let mut insert = Query::insert();
+                        insert
+                            .into_table(Alias::new(model.table.as_str()))
+                            .columns(columns)
+                            .values_panic(values);
+                        txn.execute(&insert).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        id: i64,
+        operation: &str,
+        actor: &Actor,
+        cx: &Context<'_>,
+        changes: Json,
+    ) -> Result<(), RecordError> {
+        let dialect = self.store.dialect();
+        let sql = match dialect {
+            Dialect::Sqlite => format!(
+                "INSERT INTO {AUDIT} (at, user_id, app, entity, record_id, operation, changes) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ),
+            Dialect::Postgres => format!(
+                "INSERT INTO {AUDIT} (at, user_id, app, entity, record_id, operation, changes) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+        };
+        let values = [
+            system_time(cx.now, dialect),
+            sea_orm::Value::BigInt(actor.user_id),
+            entity.app.clone().into(),
+            entity.name.clone().into(),
+            id.into(),
+            operation.into(),
+            changes.to_string().into(),
+        ];
+        txn.execute_raw(Statement::from_sql_and_values(
+            dialect.backend(),
+            sql,
+            values,
+        ))
+        .await?;
+        Ok(())
+    }
+}
+
+/// A timestamp as the system columns store it.
+fn system_time(now: chrono::DateTime<chrono::Utc>, dialect: Dialect) -> sea_orm::Value {
+    match dialect {
+        Dialect::Sqlite => datetime_text(now).into(),
+        Dialect::Postgres => now.into(),
+    }
+}
+
+/// A single create reports its error without the row number.
+fn unwrap_row(e: RecordError) -> RecordError {
+    match e {
+        RecordError::Row { source, .. } => *source,
+        other => other,
+    }
+}

@@ -1,0 +1,506 @@
+//! The pure half of the write pipeline: input → checked values, before any SQL.
+//! Type coercion with per-field errors → defaults → computed fields (Rhai) →
+//! required and conditional constraints → validation rules. Every problem of
+//! the record is collected and reported together.
+
+use indexmap::IndexMap;
+use rhai::{Dynamic, Scope};
+use serde_json::{Map, Value as Json};
+use trellis_engine::filter::{self, Bindings};
+use trellis_engine::model::{FieldType, Filter, RuleLevel};
+use trellis_engine::script::CompiledScript;
+
+use crate::catalog::{EntityModel, FieldModel};
+use crate::record::value::{coerce, datetime_text, decimal};
+use crate::record::{Actor, FieldError};
+
+/// Output fields a client may send back unchanged; they are never written.
+const SYSTEM: [&str; 6] = [
+    "id",
+    "version",
+    "created_at",
+    "created_by",
+    "updated_at",
+    "updated_by",
+];
+
+/// A record ready to store: scalar values and line items (each line may carry its `id`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prepared {
+    pub values: Map<String, Json>,
+    pub lines: IndexMap<String, Vec<Map<String, Json>>>,
+}
+
+/// The clock and user a preparation runs with.
+pub struct Context<'a> {
+    pub actor: &'a Actor,
+    pub today: chrono::NaiveDate,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub engine: &'a rhai::Engine,
+}
+
+impl Context<'_> {
+    fn bindings(&self) -> Bindings<'_> {
+        Bindings {
+            user: &self.actor.attributes,
+            today: self.today,
+            now: self.now,
+        }
+    }
+}
+
+/// Prepares a new record (`base` empty) or an update of `base` with `patch`.
+pub fn prepare(
+    entity: &EntityModel,
+    base: &Prepared,
+    patch: &Map<String, Json>,
+    creating: bool,
+    cx: &Context,
+) -> Result<Prepared, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut out = base.clone();
+    let system_actor = cx.actor.user_id.is_none();
+    for (name, input) in patch {
+        if SYSTEM.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(lines) = entity.lines.get(name) {
+            match input {
+                Json::Array(items) => {
+                    let mut rows = Vec::with_capacity(items.len());
+                    for (i, item) in items.iter().enumerate() {
+                        let Json::Object(item) = item else {
+                            errors.push(FieldError::new(
+                                &format!("{name}[{i}]"),
+                                "type",
+                                "expected a line (a mapping)",
+                            ));
+                            continue;
+                        };
+                        let mut row = Map::new();
+                        for (child, value) in item {
+                            let at = format!("{name}[{i}].{child}");
+                            if child == "id" {
+                                row.insert("id".into(), value.clone());
+                                continue;
+                            }
+                            match lines.fields.get(child) {
+                                None => errors.push(FieldError::new(
+                                    &at,
+                                    "unknown_field",
+                                    format!("`{child}` is not a field of {name}"),
+                                )),
+                                Some(f) if f.def.computed.is_some() => {
+                                    errors.push(FieldError::new(&at, "read_only", "computed"))
+                                }
+                                Some(f) => match coerce(&at, f, value) {
+                                    Ok(v) => {
+                                        row.insert(child.clone(), v);
+                                    }
+                                    Err(e) => errors.push(e),
+                                },
+                            }
+                        }
+                        rows.push(row);
+                    }
+                    out.lines.insert(name.clone(), rows);
+                }
+                Json::Null => {
+                    out.lines.insert(name.clone(), Vec::new());
+                }
+                _ => errors.push(FieldError::new(name, "type", "expected a list of lines")),
+            }
+            continue;
+        }
+        let Some(field) = entity.fields.get(name) else {
+            errors.push(FieldError::new(
+                name,
+                "unknown_field",
+                format!("`{name}` is not a field of {}", entity.name),
+            ));
+            continue;
+        };
+        if entity.state_field.as_deref() == Some(name) {
+            errors.push(FieldError::new(
+                name,
+                "read_only",
+                "the state changes only through workflow actions",
+            ));
+            continue;
+        }
+        if field.def.computed.is_some() || (field.def.read_only && !system_actor) {
+            errors.push(FieldError::new(
+                name,
+                "read_only",
+                "this field cannot be edited",
+            ));
+            continue;
+        }
+        match coerce(name, field, input) {
+            Ok(v) => {
+                out.values.insert(name.clone(), v);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if creating {
+        for (name, field) in &entity.fields {
+            if out.values.get(name).is_none_or(Json::is_null)
+                && let Some(default) = &field.def.default
+            {
+                match default_value(entity, name, field, default, &out, cx) {
+                    Ok(v) => {
+                        out.values.insert(name.clone(), v);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if let (Some(state), Some(initial)) = (&entity.state_field, &entity.initial_state) {
+            out.values
+                .insert(state.clone(), Json::String(initial.clone()));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    compute(entity, &mut out, cx, &mut errors);
+    check_required(entity, &out, cx, &mut errors);
+    validate(entity, &out, cx, &mut errors);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn default_value(
+    entity: &EntityModel,
+    name: &str,
+    field: &FieldModel,
+    default: &Json,
+    record: &Prepared,
+    cx: &Context,
+) -> Result<Json, FieldError> {
+    let value = match default.as_str() {
+        Some("$today") => Json::String(cx.today.format("%Y-%m-%d").to_string()),
+        Some("$now") => Json::String(datetime_text(cx.now)),
+        Some(var) if var.starts_with("$user.") => cx
+            .actor
+            .attributes
+            .get(&var[6..])
+            .cloned()
+            .unwrap_or(Json::Null),
+        Some(expr) if expr.starts_with('=') => {
+            let script = entity.default_scripts.get(name).ok_or_else(|| {
+                FieldError::new(name, "script", "the default expression did not compile")
+            })?;
+            run(cx.engine, &mut scope_for(entity, record, cx), script)
+                .map_err(|e| FieldError::new(name, "script", format!("default of `{name}`: {e}")))?
+        }
+        _ => default.clone(),
+    };
+    coerce(name, field, &value)
+}
+
+/// Runs computed fields: line computations first, then the record's, in order.
+fn compute(
+    entity: &EntityModel,
+    record: &mut Prepared,
+    cx: &Context,
+    errors: &mut Vec<FieldError>,
+) {
+    for (table, lines) in &entity.lines {
+        if lines.computed.is_empty() {
+            continue;
+        }
+        let parent = record_map(entity, record);
+        let Some(rows) = record.lines.get_mut(table) else {
+            continue;
+        };
+        for (i, row) in rows.iter_mut().enumerate() {
+            for (name, script) in &lines.computed {
+                let mut scope = Scope::new();
+                for (child, f) in &lines.fields {
+                    scope.push_dynamic(
+                        child.as_str(),
+                        dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
+                    );
+                }
+                scope.push_dynamic("id", dynamic_of_plain(row.get("id").unwrap_or(&Json::Null)));
+                scope.push_dynamic("position", Dynamic::from(i as i64 + 1));
+                scope.push_dynamic("parent", parent.clone());
+                push_context(&mut scope, cx);
+                let at = format!("{table}[{i}].{name}");
+                match run(cx.engine, &mut scope, script) {
+                    Ok(v) => match coerce(&at, &lines.fields[name], &v) {
+                        Ok(v) => {
+                            row.insert(name.clone(), v);
+                        }
+                        Err(e) => errors.push(e),
+                    },
+                    Err(message) => errors.push(FieldError::new(&at, "script", message)),
+                }
+            }
+        }
+    }
+    for (name, script) in &entity.computed {
+        let mut scope = scope_for(entity, record, cx);
+        match run(cx.engine, &mut scope, script) {
+            Ok(v) => match coerce(name, &entity.fields[name], &v) {
+                Ok(v) => {
+                    record.values.insert(name.clone(), v);
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(message) => errors.push(FieldError::new(
+                name,
+                "script",
+                format!("computing `{name}`: {message}"),
+            )),
+        }
+    }
+}
+
+fn check_required(
+    entity: &EntityModel,
+    record: &Prepared,
+    cx: &Context,
+    errors: &mut Vec<FieldError>,
+) {
+    let flat = flat_values(record);
+    for (name, field) in &entity.fields {
+        let empty = match record.values.get(name) {
+            None | Some(Json::Null) => true,
+            Some(Json::String(s)) => s.trim().is_empty(),
+            Some(Json::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if !empty || errors.iter().any(|e| e.field == *name) {
+            continue;
+        }
+        let needed = field.def.required
+            || field
+                .def
+                .required_when
+                .as_ref()
+                .is_some_and(|w| matches(w, entity, &flat, cx));
+        if needed {
+            errors.push(FieldError::new(name, "required", "a value is required"));
+        }
+    }
+    for (table, lines) in &entity.lines {
+        for (i, row) in record.lines.get(table).into_iter().flatten().enumerate() {
+            for (child, f) in &lines.fields {
+                if f.def.required && row.get(child).is_none_or(Json::is_null) {
+                    errors.push(FieldError::new(
+                        &format!("{table}[{i}].{child}"),
+                        "required",
+                        "a value is required",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate(entity: &EntityModel, record: &Prepared, cx: &Context, errors: &mut Vec<FieldError>) {
+    for rule in &entity.validations {
+        if rule.level == RuleLevel::Warning {
+            continue;
+        }
+        let mut scope = scope_for(entity, record, cx);
+        let field = rule.field.clone().unwrap_or_default();
+        match cx
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut scope, &rule.script)
+        {
+            Ok(v) if v.as_bool() == Ok(true) => {}
+            Ok(_) => {
+                let message = rule.message.as_ref().map_or_else(
+                    || format!("rule `{}` failed", rule.name),
+                    |m| m.text("en").to_owned(),
+                );
+                errors.push(FieldError::new(&field, "rule", message));
+            }
+            Err(e) => errors.push(FieldError::new(
+                &field,
+                "script",
+                format!("rule `{}`: {e}", rule.name),
+            )),
+        }
+    }
+}
+
+fn matches(
+    filter: &Filter,
+    entity: &EntityModel,
+    values: &Map<String, Json>,
+    cx: &Context,
+) -> bool {
+    let scope = FieldsScope(entity);
+    filter::check(filter, &scope).is_ok_and(|expr| expr.matches(values, &cx.bindings()))
+}
+
+/// Whether a record's values match a model filter (conditional uniqueness, `required_when`).
+pub fn condition_holds(
+    entity: &EntityModel,
+    filter: &Filter,
+    values: &Map<String, Json>,
+    cx: &Context,
+) -> bool {
+    matches(filter, entity, values, cx)
+}
+
+/// A model filter over an entity's own columns as SQL (constant filters only).
+pub fn sql_condition(
+    entity: &EntityModel,
+    filter: &Filter,
+    dialect: crate::store::Dialect,
+) -> Option<sea_orm::sea_query::Condition> {
+    crate::store::filter_sql::compile(filter, &entity.columns(), dialect, None).ok()
+}
+
+/// A record's scalar values, for evaluating conditions.
+pub fn flat_values(record: &Prepared) -> Map<String, Json> {
+    record.values.clone()
+}
+
+/// Field facts of an entity for checking conditions at run time.
+struct FieldsScope<'a>(&'a EntityModel);
+
+impl filter::FilterScope for FieldsScope<'_> {
+    fn field(&self, path: &[String]) -> Result<filter::FieldFacts, filter::FilterError> {
+        let [name] = path else {
+            return Err(filter::FilterError {
+                pointer: String::new(),
+                kind: filter::FilterErrorKind::UnknownField,
+                message: "links are not followed here".into(),
+                candidates: vec![],
+            });
+        };
+        let f = self.0.fields.get(name).ok_or_else(|| filter::FilterError {
+            pointer: String::new(),
+            kind: filter::FilterErrorKind::UnknownField,
+            message: format!("unknown field `{name}`"),
+            candidates: vec![],
+        })?;
+        Ok(filter::FieldFacts {
+            kind: f.def.kind,
+            options: f
+                .def
+                .options
+                .iter()
+                .flatten()
+                .map(|o| o.value().to_owned())
+                .collect(),
+            multiple: f.def.multiple,
+        })
+    }
+    fn user_attribute(&self, _name: &str) -> Option<filter::FieldFacts> {
+        Some(filter::FieldFacts {
+            kind: FieldType::Text,
+            options: vec![],
+            multiple: false,
+        })
+    }
+    fn user_attributes(&self) -> Vec<String> {
+        vec![]
+    }
+}
+
+fn run(engine: &rhai::Engine, scope: &mut Scope, script: &CompiledScript) -> Result<Json, String> {
+    engine
+        .eval_ast_with_scope::<Dynamic>(scope, script)
+        .map(json_of)
+        .map_err(|e| e.to_string())
+}
+
+/// The scope of a script over a record: every field as a variable, plus
+/// `record`, `user`, `today` and `now`.
+fn scope_for(entity: &EntityModel, record: &Prepared, cx: &Context) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for (name, field) in &entity.fields {
+        scope.push_dynamic(
+            name.clone(),
+            dynamic_of(record.values.get(name).unwrap_or(&Json::Null), field),
+        );
+    }
+    for (name, lines) in &entity.lines {
+        let rows: rhai::Array = record
+            .lines
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                let mut map = rhai::Map::new();
+                for (child, f) in &lines.fields {
+                    map.insert(
+                        child.as_str().into(),
+                        dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
+                    );
+                }
+                Dynamic::from_map(map)
+            })
+            .collect();
+        scope.push_dynamic(name.clone(), Dynamic::from_array(rows));
+    }
+    for system in SYSTEM {
+        scope.push_dynamic(
+            system,
+            dynamic_of_plain(record.values.get(system).unwrap_or(&Json::Null)),
+        );
+    }
+    scope.push_dynamic("record", record_map(entity, record));
+    push_context(&mut scope, cx);
+    scope
+}
+
+fn push_context(scope: &mut Scope, cx: &Context) {
+    let user = rhai::serde::to_dynamic(&cx.actor.attributes).unwrap_or(Dynamic::UNIT);
+    scope.push_dynamic("user", user);
+    scope.push_dynamic(
+        "today",
+        Dynamic::from(cx.today.format("%Y-%m-%d").to_string()),
+    );
+    scope.push_dynamic("now", Dynamic::from(datetime_text(cx.now)));
+}
+
+fn record_map(entity: &EntityModel, record: &Prepared) -> Dynamic {
+    let mut map = rhai::Map::new();
+    for (name, field) in &entity.fields {
+        map.insert(
+            name.as_str().into(),
+            dynamic_of(record.values.get(name).unwrap_or(&Json::Null), field),
+        );
+    }
+    Dynamic::from_map(map)
+}
+
+/// A field value as a script sees it: exact numbers as decimals, the rest as is.
+fn dynamic_of(value: &Json, field: &FieldModel) -> Dynamic {
+    match field.def.kind {
+        FieldType::Decimal | FieldType::Money | FieldType::Percent => {
+            decimal(value).map_or(Dynamic::UNIT, Dynamic::from)
+        }
+        _ => dynamic_of_plain(value),
+    }
+}
+
+fn dynamic_of_plain(value: &Json) -> Dynamic {
+    if value.is_null() {
+        return Dynamic::UNIT;
+    }
+    rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+}
+
+/// A script's result as JSON: decimals become exact strings.
+fn json_of(value: Dynamic) -> Json {
+    if value.is_unit() {
+        return Json::Null;
+    }
+    if let Some(d) = value.clone().try_cast::<rust_decimal::Decimal>() {
+        return Json::String(d.normalize().to_string());
+    }
+    rhai::serde::from_dynamic::<Json>(&value).unwrap_or(Json::Null)
+}
