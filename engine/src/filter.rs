@@ -436,7 +436,13 @@ fn scalar(
     }
     let fits = match facts.kind {
         FieldType::Integer => value.as_i64().is_some(),
-        FieldType::Decimal | FieldType::Money | FieldType::Percent => value.is_number(),
+        // Exact numbers travel as text in the API (`"1200.50"`), so numeric text fits too.
+        FieldType::Decimal | FieldType::Money | FieldType::Percent => {
+            value.is_number()
+                || value
+                    .as_str()
+                    .is_some_and(|s| s.trim().parse::<f64>().is_ok())
+        }
         FieldType::Boolean => value.is_boolean(),
         FieldType::Date => value.as_str().is_some_and(is_date),
         FieldType::Datetime => value

@@ -17,6 +17,7 @@ pub mod write;
 
 pub use catalog::Catalog;
 pub use deploy::{DeployError, SchemaPlan, deploy, deploy_model, plan, plan_model};
+pub use read::{Access, ListQuery, Page, Paging, RecordReader, Total};
 pub use record::{Actor, FieldError, Record, RecordError};
 pub use store::{Dialect, Layout, Store, StoreError};
 pub use write::RecordWriter;

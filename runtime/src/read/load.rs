@@ -49,7 +49,7 @@ pub fn record_columns(entity: &EntityModel) -> Vec<Alias> {
 /// Loads one record with its lines; `lock` holds its row until the transaction
 /// ends (PostgreSQL; SQLite's write transaction already excludes other writers).
 /// Row-level access is the caller's business: this is the loader, not a read API.
-pub async fn load<C: ConnectionTrait>(
+pub(crate) async fn load<C: ConnectionTrait>(
     conn: &C,
     dialect: Dialect,
     entity: &EntityModel,
@@ -103,6 +103,7 @@ pub async fn load<C: ConnectionTrait>(
             id,
             version,
             values,
+            titles: Map::new(),
         },
         prepared,
     )))

@@ -2,4 +2,484 @@
 //! bounded paging, and aggregates, all in SQL. Every read takes the caller's
 //! [`Access`]: there is no read path without row-level filtering.
 
+pub mod aggregate;
 pub mod load;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, NullOrdering, Order, Query};
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+use trellis_engine::filter::Bindings;
+use trellis_engine::model::Filter;
+
+use crate::catalog::{Catalog, EntityModel};
+use crate::record::value::{from_row, to_sql};
+use crate::record::{Actor, Record, RecordError};
+use crate::store::filter_sql;
+use crate::store::{ColumnKind, Dialect, Store};
+use load::{SYSTEM_COLUMNS, record_columns, row_values};
+
+/// Totals are counted exactly up to this many rows, then reported as "10000+":
+/// counting millions of rows on every page load is what makes big lists slow.
+pub const TOTAL_CAP: u64 = 10_000;
+/// The most records one page holds.
+pub const MAX_PAGE: u64 = 500;
+
+/// Which records of an entity a caller may see: all, or those matching a row filter.
+#[derive(Debug, Clone)]
+pub struct Access {
+    rows: Option<Filter>,
+    user: Map<String, Json>,
+}
+
+impl Access {
+    /// Every record: the platform itself and roles without a row filter.
+    pub fn everything() -> Access {
+        Access {
+            rows: None,
+            user: Map::new(),
+        }
+    }
+
+    /// Only records matching `rows`, whose `$user` variables are the actor's.
+    pub fn rows(rows: Filter, actor: &Actor) -> Access {
+        Access {
+            rows: Some(rows),
+            user: actor.attributes.clone(),
+        }
+    }
+
+    /// The actor's `$user` attributes, for the variables of other filters.
+    pub fn user(&self) -> &Map<String, Json> {
+        &self.user
+    }
+}
+
+/// How a list pages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Paging {
+    /// The first page.
+    #[default]
+    First,
+    /// Skip this many records (cost grows with the offset).
+    Offset(u64),
+    /// The records after a cursor from the previous page (cost stays flat).
+    After(String),
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    /// Quick search over the entity's `search` fields.
+    pub search: Option<String>,
+    /// Field names, `-` for descending.
+    pub sort: Vec<String>,
+    /// Records per page (default 50, at most 500).
+    pub limit: Option<u64>,
+    pub paging: Paging,
+    /// Count every match instead of stopping at [`TOTAL_CAP`].
+    pub exact_total: bool,
+}
+
+/// How many records match a list query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    Exact(u64),
+    /// At least this many (the cap was reached).
+    AtLeast(u64),
+}
+
+impl Serialize for Total {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Total::Exact(n) => s.serialize_u64(*n),
+            Total::AtLeast(n) => s.serialize_str(&format!("{n}+")),
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page {
+    pub records: Vec<Record>,
+    pub total: Total,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Reads records of a store.
+#[derive(Debug, Clone)]
+pub struct RecordReader {
+    pub(crate) store: Store,
+    catalog: Arc<Catalog>,
+    total_cap: u64,
+}
+
+impl RecordReader {
+    pub fn new(store: Store, catalog: Arc<Catalog>) -> Self {
+        RecordReader {
+            store,
+            catalog,
+            total_cap: TOTAL_CAP,
+        }
+    }
+
+    /// Counts totals exactly up to `cap` instead of [`TOTAL_CAP`].
+    pub fn with_total_cap(mut self, cap: u64) -> Self {
+        self.total_cap = cap;
+        self
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn bindings<'a>(&self, access: &'a Access) -> Bindings<'a> {
+        let now = chrono::Utc::now();
+        Bindings {
+            user: &access.user,
+            today: now.date_naive(),
+            now,
+        }
+    }
+
+    /// The condition every statement over `entity` carries for this caller, plus
+    /// an optional filter of the request.
+    fn condition(
+        &self,
+        entity: &EntityModel,
+        access: &Access,
+        filter: Option<&Filter>,
+    ) -> Result<Condition, RecordError> {
+        let columns = entity.columns();
+        let dialect = self.store.dialect();
+        let bindings = self.bindings(access);
+        let mut all = Condition::all();
+        for f in access.rows.iter().chain(filter) {
+            let scope = crate::write::prepare::FieldsScope(entity);
+            let cond = filter_sql::compile_with(f, &scope, &columns, dialect, Some(&bindings))
+                .map_err(|e| RecordError::BadQuery(e.to_string()))?;
+            all = all.add(cond);
+        }
+        Ok(all)
+    }
+
+    /// One record with its lines and link titles; `NotFound` when it does not
+    /// exist or is outside the caller's rows (never a hint that it exists).
+    pub async fn get(
+        &self,
+        entity: &EntityModel,
+        id: i64,
+        access: &Access,
+    ) -> Result<Record, RecordError> {
+        let not_found = || RecordError::NotFound {
+            entity: entity.name.clone(),
+            id,
+        };
+        let dialect = self.store.dialect();
+        let cond = self.condition(entity, access, None)?;
+        let conn = self.store.connection();
+        let mut check = Query::select();
+        check
+            .column(Alias::new("id"))
+            .from(Alias::new(entity.table.as_str()))
+            .and_where(Expr::col(Alias::new("id")).eq(id))
+            .cond_where(cond);
+        if access.rows.is_some() && conn.query_one(&check).await?.is_none() {
+            return Err(not_found());
+        }
+        let (mut record, _) = load::load(conn, dialect, entity, id, false)
+            .await?
+            .ok_or_else(not_found)?;
+        self.add_titles(entity, std::slice::from_mut(&mut record))
+            .await?;
+        Ok(record)
+    }
+
+    /// A page of records.
+    pub async fn list(
+        &self,
+        entity: &EntityModel,
+        query: &ListQuery,
+        access: &Access,
+    ) -> Result<Page, RecordError> {
+        let dialect = self.store.dialect();
+        let conn = self.store.connection();
+        let mut cond = self.condition(entity, access, query.filter.as_ref())?;
+        if let Some(q) = query
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+        {
+            cond = cond.add(search_condition(entity, q));
+        }
+        let sort = sort_keys(entity, &query.sort)?;
+        let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
+
+        let total = self.total(entity, cond.clone(), query.exact_total).await?;
+        let mut select = Query::select();
+        select
+            .columns(record_columns(entity))
+            .from(Alias::new(entity.table.as_str()))
+            .cond_where(cond);
+        for key in &sort {
+            let (order, nulls) = if key.descending {
+                (Order::Desc, NullOrdering::Last)
+            } else {
+                (Order::Asc, NullOrdering::First)
+            };
+            select.order_by_with_nulls(Alias::new(key.field.as_str()), order, nulls);
+        }
+        match &query.paging {
+            Paging::First => {}
+            Paging::Offset(n) => {
+                select.offset(*n);
+            }
+            Paging::After(cursor) => {
+                let values = decode_cursor(cursor, sort.len())?;
+                select.cond_where(after(&sort, &values, dialect));
+            }
+        }
+        select.limit(limit + 1);
+        let rows = conn.query_all(&select).await?;
+        let more = rows.len() as u64 > limit;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(limit as usize) {
+            let values = row_values(row, entity, dialect)?;
+            let id = values.get("id").and_then(Json::as_i64).unwrap_or(0);
+            let version = values.get("version").and_then(Json::as_i64).unwrap_or(0);
+            records.push(Record {
+                id,
+                version,
+                values,
+                titles: Map::new(),
+            });
+        }
+        let next = match (more, records.last()) {
+            (true, Some(last)) => Some(encode_cursor(
+                &sort
+                    .iter()
+                    .map(|k| last.values.get(&k.field).cloned().unwrap_or(Json::Null))
+                    .collect::<Vec<_>>(),
+            )),
+            _ => None,
+        };
+        self.add_titles(entity, &mut records).await?;
+        Ok(Page {
+            records,
+            total,
+            next,
+        })
+    }
+
+    async fn total(
+        &self,
+        entity: &EntityModel,
+        cond: Condition,
+        exact: bool,
+    ) -> Result<Total, RecordError> {
+        let conn = self.store.connection();
+        let mut inner = Query::select();
+        inner
+            .expr_as(Expr::val(1), Alias::new("one"))
+            .from(Alias::new(entity.table.as_str()))
+            .cond_where(cond);
+        if !exact {
+            inner.limit(self.total_cap + 1);
+        }
+        let mut outer = Query::select();
+        outer
+            .expr(Func::count(Expr::col(Alias::new("one"))))
+            .from_subquery(inner, Alias::new("matching"));
+        let row = conn
+            .query_one(&outer)
+            .await?
+            .ok_or_else(|| RecordError::BadQuery("COUNT returned no row".into()))?;
+        let n = row.try_get_by_index::<i64>(0)? as u64;
+        Ok(if !exact && n > self.total_cap {
+            Total::AtLeast(self.total_cap)
+        } else {
+            Total::Exact(n)
+        })
+    }
+
+    /// Adds the titles of linked records, one query per link field for the whole page.
+    async fn add_titles(
+        &self,
+        entity: &EntityModel,
+        records: &mut [Record],
+    ) -> Result<(), RecordError> {
+        let dialect = self.store.dialect();
+        for (name, field) in &entity.fields {
+            let Some(table) = &field.target_table else {
+                continue;
+            };
+            let Some(target) = self.catalog.entity_by_table(table) else {
+                continue;
+            };
+            let Some(title) = &target.title else { continue };
+            let mut ids: Vec<i64> = records
+                .iter()
+                .filter_map(|r| r.values.get(name).and_then(Json::as_i64))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() {
+                continue;
+            }
+            let mut q = Query::select();
+            q.column(Alias::new("id"))
+                .column(Alias::new(title.as_str()))
+                .from(Alias::new(table.as_str()))
+                .and_where(Expr::col(Alias::new("id")).is_in(ids));
+            let kind = target
+                .fields
+                .get(title)
+                .map_or(ColumnKind::Text, |f| f.column);
+            let mut titles = std::collections::HashMap::new();
+            for row in self.store.connection().query_all(&q).await? {
+                let id: i64 = row.try_get("", "id")?;
+                titles.insert(id, from_row(&row, title, kind, dialect)?);
+            }
+            for record in records.iter_mut() {
+                if let Some(t) = record
+                    .values
+                    .get(name)
+                    .and_then(Json::as_i64)
+                    .and_then(|id| titles.get(&id))
+                {
+                    record.titles.insert(name.clone(), t.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sort key, checked against the model.
+#[derive(Debug, Clone)]
+pub struct SortKey {
+    pub field: String,
+    pub kind: ColumnKind,
+    pub descending: bool,
+}
+
+/// Sort keys from `-created_at`, `name`…, always ending with `id` so the order
+/// is total and keyset paging sees every row once.
+pub fn sort_keys(entity: &EntityModel, sort: &[String]) -> Result<Vec<SortKey>, RecordError> {
+    let mut keys = Vec::new();
+    for spec in sort
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (descending, field) = match spec.strip_prefix('-') {
+            Some(f) => (true, f),
+            None => (false, spec),
+        };
+        let kind = column_kind(entity, field).ok_or_else(|| {
+            RecordError::BadQuery(format!(
+                "cannot sort by `{field}`: {} has no such field",
+                entity.name
+            ))
+        })?;
+        if kind == ColumnKind::Json {
+            return Err(RecordError::BadQuery(format!(
+                "cannot sort by `{field}`: it holds several values"
+            )));
+        }
+        if field != "id" {
+            keys.push(SortKey {
+                field: field.to_owned(),
+                kind,
+                descending,
+            });
+        }
+    }
+    keys.push(SortKey {
+        field: "id".into(),
+        kind: ColumnKind::Id,
+        descending: false,
+    });
+    Ok(keys)
+}
+
+fn column_kind(entity: &EntityModel, field: &str) -> Option<ColumnKind> {
+    SYSTEM_COLUMNS
+        .iter()
+        .find(|(n, _)| *n == field)
+        .map(|(_, k)| *k)
+        .or_else(|| entity.fields.get(field).map(|f| f.column))
+}
+
+fn search_condition(entity: &EntityModel, q: &str) -> Condition {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let mut any = Condition::any();
+    for field in &entity.search {
+        let lowered = Expr::from(Func::lower(Expr::col(Alias::new(field.as_str()))));
+        any =
+            any.add(lowered.like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')));
+    }
+    if entity.search.is_empty() {
+        // No declared search fields: nothing matches rather than a full scan of every column.
+        any = any.add(Expr::val(1).eq(0));
+    }
+    any
+}
+
+/// Rows strictly after `values` in the order of `keys` (NULLs sort first ascending, last descending).
+fn after(keys: &[SortKey], values: &[Json], dialect: Dialect) -> Condition {
+    let mut any = Condition::any();
+    for i in 0..keys.len() {
+        let mut all = Condition::all();
+        for (key, value) in keys[..i].iter().zip(values) {
+            let col = Expr::col(Alias::new(key.field.as_str()));
+            all = all.add(if value.is_null() {
+                col.is_null()
+            } else {
+                col.eq(to_sql(value, key.kind, dialect))
+            });
+        }
+        let (key, value) = (&keys[i], &values[i]);
+        let col = Expr::col(Alias::new(key.field.as_str()));
+        let step = match (key.descending, value.is_null()) {
+            (false, false) => Condition::all().add(col.gt(to_sql(value, key.kind, dialect))),
+            (false, true) => Condition::all().add(col.is_not_null()),
+            (true, false) => Condition::any()
+                .add(col.clone().lt(to_sql(value, key.kind, dialect)))
+                .add(col.is_null()),
+            (true, true) => Condition::all().add(Expr::val(1).eq(0)),
+        };
+        any = any.add(all.add(step));
+    }
+    any
+}
+
+fn encode_cursor(values: &[Json]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Json::Array(values.to_vec()).to_string())
+}
+
+fn decode_cursor(cursor: &str, keys: usize) -> Result<Vec<Json>, RecordError> {
+    let bad = || {
+        RecordError::BadQuery("invalid cursor; it belongs to another sort or was altered".into())
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| bad())?;
+    match serde_json::from_slice::<Json>(&bytes).map_err(|_| bad())? {
+        Json::Array(values) if values.len() == keys => Ok(values),
+        _ => Err(bad()),
+    }
+}

@@ -13,6 +13,9 @@ pub struct Record {
     pub id: i64,
     pub version: i64,
     pub values: Map<String, Json>,
+    /// Titles of linked records, by link field.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub titles: Map<String, Json>,
 }
 
 /// One problem with one field of an input.

@@ -77,7 +77,19 @@ pub fn compile(
     dialect: Dialect,
     vars: Option<&Bindings>,
 ) -> Result<Condition, FilterSqlError> {
-    let expr = filter::check(filter, &TableScope(table)).map_err(|errors| {
+    compile_with(filter, &TableScope(table), table, dialect, vars)
+}
+
+/// Compiles a filter whose fields `scope` describes (types, options, multiple
+/// values) over the columns of `table`.
+pub fn compile_with(
+    filter: &Filter,
+    scope: &dyn FilterScope,
+    table: &Table,
+    dialect: Dialect,
+    vars: Option<&Bindings>,
+) -> Result<Condition, FilterSqlError> {
+    let expr = filter::check(filter, scope).map_err(|errors| {
         FilterSqlError::Invalid(
             errors
                 .into_iter()
@@ -113,6 +125,9 @@ fn condition(
                 .map(|c| c.kind)
                 .ok_or_else(|| FilterSqlError::Invalid(format!("unknown field `{name}`")))?;
             let col = SqlExpr::col(Alias::new(name.as_str()));
+            if kind == ColumnKind::Json {
+                return json_condition(name, *op, &resolve(value, vars, name)?, dialect);
+            }
             let one = |operand: &Operand| -> Result<Value, FilterSqlError> {
                 encode(&resolve(operand, vars, name)?, kind, dialect)
             };
@@ -167,6 +182,58 @@ fn condition(
             Condition::all().add(cond)
         }
     })
+}
+
+/// Conditions on multi-value fields (tags, several links): membership and emptiness.
+fn json_condition(
+    name: &str,
+    op: Op,
+    value: &Json,
+    dialect: Dialect,
+) -> Result<Condition, FilterSqlError> {
+    // The identifier comes from the model and is quoted; the value is a parameter.
+    let col = format!("\"{}\"", name.replace('"', "\"\""));
+    let cond = match (op, dialect) {
+        (Op::Contains, Dialect::Sqlite) => SqlExpr::cust_with_values(
+            format!("EXISTS (SELECT 1 FROM json_each({col}) WHERE json_each.value = ?)"),
+            [scalar(value)?],
+        ),
+        (Op::Contains, Dialect::Postgres) => SqlExpr::cust_with_values(
+            format!("{col} @> $1"),
+            [Value::Json(Some(Box::new(Json::Array(vec![
+                value.clone(),
+            ]))))],
+        ),
+        (Op::IsNull, _) => {
+            let empty = if dialect == Dialect::Sqlite {
+                format!("({col} IS NULL OR {col} = '[]')")
+            } else {
+                format!("({col} IS NULL OR {col} = '[]'::jsonb)")
+            };
+            let sql = if value.as_bool() == Some(false) {
+                format!("NOT {empty}")
+            } else {
+                empty
+            };
+            SqlExpr::cust(sql)
+        }
+        _ => {
+            return Err(FilterSqlError::Invalid(format!(
+                "`{name}` holds several values: use `contains` or `is_null`"
+            )));
+        }
+    };
+    Ok(Condition::all().add(cond))
+}
+
+fn scalar(value: &Json) -> Result<Value, FilterSqlError> {
+    match value {
+        Json::String(s) => Ok(Value::String(Some(s.clone()))),
+        Json::Number(n) if n.is_i64() => Ok(Value::BigInt(n.as_i64())),
+        other => Err(FilterSqlError::Invalid(format!(
+            "`{other}` cannot be looked for in a list"
+        ))),
+    }
 }
 
 fn is_null(v: &Value) -> bool {

@@ -445,7 +445,11 @@ impl RecordWriter {
                     }
                 }
             }
-            if let Some(cond) = key.when.as_ref().and_then(|when| prepare::sql_condition(entity, when, dialect)) {
+            if let Some(cond) = key
+                .when
+                .as_ref()
+                .and_then(|when| prepare::sql_condition(entity, when, dialect))
+            {
                 q.cond_where(cond);
             }
             if let Some(this) = this {

@@ -358,7 +358,14 @@ pub fn sql_condition(
     filter: &Filter,
     dialect: crate::store::Dialect,
 ) -> Option<sea_orm::sea_query::Condition> {
-    crate::store::filter_sql::compile(filter, &entity.columns(), dialect, None).ok()
+    crate::store::filter_sql::compile_with(
+        filter,
+        &FieldsScope(entity),
+        &entity.columns(),
+        dialect,
+        None,
+    )
+    .ok()
 }
 
 /// A record's scalar values, for evaluating conditions.
@@ -366,8 +373,9 @@ pub fn flat_values(record: &Prepared) -> Map<String, Json> {
     record.values.clone()
 }
 
-/// Field facts of an entity for checking conditions at run time.
-struct FieldsScope<'a>(&'a EntityModel);
+/// Field facts of an entity for checking conditions at run time: its fields and
+/// system fields, with their types, options and multiplicity.
+pub struct FieldsScope<'a>(pub &'a EntityModel);
 
 impl filter::FilterScope for FieldsScope<'_> {
     fn field(&self, path: &[String]) -> Result<filter::FieldFacts, filter::FilterError> {
@@ -379,6 +387,16 @@ impl filter::FilterScope for FieldsScope<'_> {
                 candidates: vec![],
             });
         };
+        if let Some((_, kind)) = trellis_engine::check::SYSTEM_FIELDS
+            .iter()
+            .find(|(n, _)| n == name)
+        {
+            return Ok(filter::FieldFacts {
+                kind: *kind,
+                options: vec![],
+                multiple: false,
+            });
+        }
         let f = self.0.fields.get(name).ok_or_else(|| filter::FilterError {
             pointer: String::new(),
             kind: filter::FilterErrorKind::UnknownField,

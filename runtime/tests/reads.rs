@@ -1,0 +1,511 @@
+//! Reads on SQLite and PostgreSQL: by id, lists (filters, sort, search, paging,
+//! capped totals), aggregates; the caller's row filter in every one of them.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{count, each_backend, model};
+use serde_json::{Map, Value as Json, json};
+use trellis_engine::model::Filter;
+use trellis_runtime::read::aggregate::{Grouping, Measure};
+use trellis_runtime::{
+    Access, Actor, Catalog, ListQuery, Paging, RecordError, RecordReader, RecordWriter, Store,
+    Total, deploy_model,
+};
+
+const APP: &str = "name: crm\nlabel: CRM\n";
+
+const ACCOUNT: &str = r#"
+label: Account
+title: name
+fields:
+  name: {type: text, required: true}
+  region: {type: select, options: [east, west, north]}
+"#;
+
+const DEAL: &str = r#"
+label: Deal
+title: title
+fields:
+  title: {type: text, required: true}
+  account: {type: link, target: account}
+  stage: {type: select, options: [lead, won, lost]}
+  amount: {type: money}
+  seats: {type: integer}
+  owner: {type: user}
+  close_on: {type: date}
+  tags: {type: multi_select, options: [vip, new]}
+search: [title]
+"#;
+
+struct Fixture {
+    writer: RecordWriter,
+    reader: RecordReader,
+    catalog: Arc<Catalog>,
+}
+
+async fn fixture(store: &Store) -> Fixture {
+    let m = model(&[
+        ("app.yaml", APP),
+        ("entities/account.yaml", ACCOUNT),
+        ("entities/deal.yaml", DEAL),
+    ]);
+    deploy_model(store, &m, false).await.expect("deploys");
+    let catalog = Arc::new(Catalog::new(&m));
+    Fixture {
+        writer: RecordWriter::new(store.clone(), catalog.clone()),
+        reader: RecordReader::new(store.clone(), catalog.clone()),
+        catalog,
+    }
+}
+
+fn map(v: Json) -> Map<String, Json> {
+    v.as_object().cloned().expect("an object")
+}
+
+fn filter(v: Json) -> Filter {
+    Filter(map(v))
+}
+
+/// Twelve deals of two owners over three stages, with money that sums exactly.
+async fn seed(f: &Fixture) -> i64 {
+    let account = f.catalog.entity("crm", "account").expect("account");
+    let acme = f
+        .writer
+        .create(
+            &account,
+            map(json!({"name": "Acme", "region": "east"})),
+            &Actor::user(1),
+        )
+        .await
+        .expect("acme")
+        .id;
+    let deal = f.catalog.entity("crm", "deal").expect("deal");
+    let deals: Vec<_> = (1..=12)
+        .map(|i| {
+            let stage = ["lead", "won", "lost"][i % 3];
+            map(json!({
+                "title": format!("Deal {i:02}"),
+                "account": if i % 2 == 0 { json!(acme) } else { Json::Null },
+                "stage": stage,
+                "amount": format!("{}.10", i * 1000),
+                "seats": i,
+                "owner": if i <= 6 { 1 } else { 2 },
+                "close_on": format!("2026-{:02}-15", (i - 1) / 3 + 1),
+                "tags": if i % 4 == 0 { json!(["vip"]) } else { json!([]) },
+            }))
+        })
+        .collect();
+    f.writer
+        .create_many(&deal, deals, &Actor::user(1))
+        .await
+        .expect("deals");
+    acme
+}
+
+fn titles(page: &trellis_runtime::Page) -> Vec<String> {
+    page.records
+        .iter()
+        .map(|r| r.values["title"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_filter_sort_search_and_page() {
+    each_backend("lists", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let all = Access::everything();
+        let list = |q: ListQuery| {
+            let (reader, deal, all) = (&f.reader, deal.clone(), all.clone());
+            async move { reader.list(&deal, &q, &all).await.expect("lists") }
+        };
+        let page = list(ListQuery { filter: Some(filter(json!({"stage": {"in": ["won", "lost"]}, "seats": {"gte": 5}}))), sort: vec!["-amount".into()], ..Default::default() }).await;
+        assert_eq!(titles(&page), ["Deal 11", "Deal 10", "Deal 08", "Deal 07", "Deal 05"]);
+        assert_eq!(page.total, Total::Exact(5));
+        let page = list(ListQuery { filter: Some(filter(json!({"or": [{"tags": "vip"}, {"close_on": {"between": ["2026-01-01", "2026-01-31"]}}], "not": {"seats": 2}}))), sort: vec!["seats".into()], ..Default::default() }).await;
+        assert_eq!(titles(&page), ["Deal 01", "Deal 03", "Deal 04", "Deal 08", "Deal 12"]);
+        let page = list(ListQuery { filter: Some(filter(json!({"account": {"is_null": false}, "amount": {"lt": "4000.10"}}))), ..Default::default() }).await;
+        assert_eq!(titles(&page), ["Deal 02"]);
+        let page = list(ListQuery { search: Some("deal 1".into()), sort: vec!["title".into()], ..Default::default() }).await;
+        assert_eq!(titles(&page), ["Deal 10", "Deal 11", "Deal 12"]);
+        let page = list(ListQuery { sort: vec!["title".into()], limit: Some(5), paging: Paging::Offset(10), ..Default::default() }).await;
+        assert_eq!(titles(&page), ["Deal 11", "Deal 12"]);
+        // Link titles come with the page.
+        let page = list(ListQuery { filter: Some(filter(json!({"seats": 2}))), ..Default::default() }).await;
+        assert_eq!(page.records[0].titles["account"], json!("Acme"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn totals_are_exact_up_to_the_cap_unless_asked() {
+    each_backend("capped_total", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let reader = f.reader.clone().with_total_cap(5);
+        let page = reader
+            .list(
+                &deal,
+                &ListQuery {
+                    limit: Some(2),
+                    ..Default::default()
+                },
+                &Access::everything(),
+            )
+            .await
+            .expect("lists");
+        assert_eq!(page.total, Total::AtLeast(5));
+        assert_eq!(serde_json::to_value(page.total).expect("json"), json!("5+"));
+        let exact = reader
+            .list(
+                &deal,
+                &ListQuery {
+                    limit: Some(2),
+                    exact_total: true,
+                    ..Default::default()
+                },
+                &Access::everything(),
+            )
+            .await
+            .expect("lists");
+        assert_eq!(exact.total, Total::Exact(12));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keyset_paging_returns_every_row_once_while_rows_are_inserted() {
+    each_backend("keyset", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let mut seen = Vec::new();
+        let mut paging = Paging::First;
+        let mut inserted = 0;
+        loop {
+            // Sorted by a nullable field, descending, so NULLs and ties are crossed.
+            let q = ListQuery { sort: vec!["-account".into(), "seats".into()], limit: Some(4), paging: paging.clone(), ..Default::default() };
+            let page = f.reader.list(&deal, &q, &Access::everything()).await.expect("page");
+            seen.extend(page.records.iter().map(|r| r.id));
+            if inserted < 2 {
+                // One new row sorts before the cursor (not to be seen), one after it (to be seen).
+                f.writer.create(&deal, map(json!({"title": format!("Late {inserted}"), "seats": 100})), &Actor::user(1)).await.expect("late row");
+                f.writer.create(&deal, map(json!({"title": format!("Early {inserted}"), "seats": 0, "account": null})), &Actor::user(1)).await.expect("row");
+                inserted += 1;
+            }
+            match page.next {
+                Some(cursor) => paging = Paging::After(cursor),
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "no row twice: {seen:?}");
+        let total = count(&store, "SELECT COUNT(*) FROM crm__deal").await as usize;
+        assert!(seen.len() >= 12 + 2 && seen.len() <= total, "every row that existed from the start, once: {} of {total}", seen.len());
+        let err = f.reader.list(&deal, &ListQuery { paging: Paging::After("bm9wZQ".into()), ..Default::default() }, &Access::everything()).await.expect_err("bad cursor");
+        assert!(matches!(err, RecordError::BadQuery(_)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hostile_filters_and_sorts_are_errors_or_plain_values() {
+    each_backend("hostile", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let all = Access::everything();
+        for bad in [
+            json!({"title; DROP TABLE crm__deal; --": 1}),
+            json!({"seats": {"gt": "1 OR 1=1"}}),
+            json!({"stage": {"like": "%"}}),
+        ] {
+            let q = ListQuery {
+                filter: Some(filter(bad.clone())),
+                ..Default::default()
+            };
+            let err = f.reader.list(&deal, &q, &all).await.expect_err("refused");
+            assert!(matches!(err, RecordError::BadQuery(_)), "{bad}: {err}");
+        }
+        for sort in ["seats; DROP TABLE crm__deal", "nope", "tags"] {
+            let q = ListQuery {
+                sort: vec![sort.into()],
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    f.reader.list(&deal, &q, &all).await,
+                    Err(RecordError::BadQuery(_))
+                ),
+                "{sort}"
+            );
+        }
+        let q = ListQuery {
+            filter: Some(filter(json!({"title": "x' OR '1'='1"}))),
+            search: Some("%' OR 1=1 --".into()),
+            ..Default::default()
+        };
+        let page = f
+            .reader
+            .list(&deal, &q, &all)
+            .await
+            .expect("values are only values");
+        assert!(page.records.is_empty());
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM crm__deal").await, 12);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn row_filters_bind_every_read() {
+    each_backend("row_filters", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let mine = Access::rows(filter(json!({"owner": "$user.id"})), &Actor::user(2));
+        let page = f
+            .reader
+            .list(&deal, &ListQuery::default(), &mine)
+            .await
+            .expect("lists");
+        assert_eq!(page.total, Total::Exact(6));
+        assert!(page.records.iter().all(|r| r.values["owner"] == json!(2)));
+        let someone_elses = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"owner": 1}))),
+                    ..Default::default()
+                },
+                &Access::everything(),
+            )
+            .await
+            .expect("lists")
+            .records[0]
+            .id;
+        let err = f
+            .reader
+            .get(&deal, someone_elses, &mine)
+            .await
+            .expect_err("hidden");
+        assert!(
+            matches!(err, RecordError::NotFound { .. }),
+            "outside the rows is not found, never forbidden"
+        );
+        let groups = f
+            .reader
+            .aggregate(
+                &deal,
+                &[Measure::Count, Measure::Sum("amount".into())],
+                &[],
+                None,
+                &mine,
+            )
+            .await
+            .expect("aggregates");
+        assert_eq!(groups[0].values, [json!(6), json!("57000.60")]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn aggregates_group_and_bucket_in_sql_with_exact_money() {
+    each_backend("aggregates", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let all = Access::everything();
+        let by_stage = f
+            .reader
+            .aggregate(
+                &deal,
+                &[
+                    Measure::Count,
+                    Measure::Sum("amount".into()),
+                    Measure::Avg("seats".into()),
+                    Measure::Max("close_on".into()),
+                ],
+                &[Grouping::parse("stage").expect("grouping")],
+                None,
+                &all,
+            )
+            .await
+            .expect("aggregates");
+        let rows: Vec<(Json, Vec<Json>)> = by_stage
+            .into_iter()
+            .map(|g| (g.keys[0].clone(), g.values))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    json!("lead"),
+                    vec![
+                        json!(4),
+                        json!("30000.40"),
+                        json!("7.5"),
+                        json!("2026-04-15")
+                    ]
+                ),
+                (
+                    json!("lost"),
+                    vec![
+                        json!(4),
+                        json!("26000.40"),
+                        json!("6.5"),
+                        json!("2026-04-15")
+                    ]
+                ),
+                (
+                    json!("won"),
+                    vec![
+                        json!(4),
+                        json!("22000.40"),
+                        json!("5.5"),
+                        json!("2026-04-15")
+                    ]
+                ),
+            ]
+        );
+        let by_quarter = f
+            .reader
+            .aggregate(
+                &deal,
+                &[Measure::Sum("seats".into())],
+                &[
+                    Grouping::parse("close_on:quarter").expect("g"),
+                    Grouping::parse("owner").expect("g"),
+                ],
+                None,
+                &all,
+            )
+            .await
+            .expect("aggregates");
+        let keys: Vec<Vec<Json>> = by_quarter.iter().map(|g| g.keys.clone()).collect();
+        // Months 1-3 are the first quarter (deals 1-9), month 4 the second (deals 10-12).
+        assert_eq!(
+            keys,
+            [
+                vec![json!("2026-Q1"), json!(1)],
+                vec![json!("2026-Q1"), json!(2)],
+                vec![json!("2026-Q2"), json!(2)]
+            ]
+        );
+        assert_eq!(
+            by_quarter
+                .iter()
+                .map(|g| g.values[0].clone())
+                .collect::<Vec<_>>(),
+            [json!(21), json!(24), json!(33)]
+        );
+        let by_month = f
+            .reader
+            .aggregate(
+                &deal,
+                &[Measure::Count],
+                &[Grouping::parse("close_on:month").expect("g")],
+                Some(&filter(json!({"stage": "won"}))),
+                &all,
+            )
+            .await
+            .expect("aggregates");
+        assert_eq!(
+            by_month
+                .iter()
+                .map(|g| g.keys[0].clone())
+                .collect::<Vec<_>>(),
+            [
+                json!("2026-01"),
+                json!("2026-02"),
+                json!("2026-03"),
+                json!("2026-04")
+            ]
+        );
+        let by_week = f
+            .reader
+            .aggregate(
+                &deal,
+                &[Measure::Count],
+                &[Grouping::parse("close_on:week").expect("g")],
+                None,
+                &all,
+            )
+            .await
+            .expect("aggregates");
+        assert_eq!(
+            by_week[0].keys[0],
+            json!("2026-01-12"),
+            "weeks start on Monday"
+        );
+        // Money is exact: a thousand cents are ten, not 9.999999.
+        let cents: Vec<_> = (0..1000)
+            .map(|i| map(json!({"title": format!("c{i}"), "amount": "0.01", "stage": "lead"})))
+            .collect();
+        f.writer
+            .create_many(&deal, cents, &Actor::system())
+            .await
+            .expect("cents");
+        let sum = f
+            .reader
+            .aggregate(
+                &deal,
+                &[Measure::Sum("amount".into())],
+                &[],
+                Some(&filter(json!({"amount": "0.01"}))),
+                &all,
+            )
+            .await
+            .expect("sum");
+        assert_eq!(sum[0].values[0], json!("10.00"));
+        assert!(
+            f.reader
+                .aggregate(&deal, &[Measure::Sum("title".into())], &[], None, &all)
+                .await
+                .is_err()
+        );
+        assert!(Measure::parse("median:amount").is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn get_returns_lines_and_link_titles() {
+    each_backend("get", async |store| {
+        let f = fixture(&store).await;
+        let acme = seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let id = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"account": acme}))),
+                    ..Default::default()
+                },
+                &Access::everything(),
+            )
+            .await
+            .expect("list")
+            .records[0]
+            .id;
+        let record = f
+            .reader
+            .get(&deal, id, &Access::everything())
+            .await
+            .expect("get");
+        assert_eq!(record.titles["account"], json!("Acme"));
+        assert_eq!(record.values["amount"], json!("2000.10"));
+        assert!(matches!(
+            f.reader.get(&deal, 999_999, &Access::everything()).await,
+            Err(RecordError::NotFound { .. })
+        ));
+    })
+    .await;
+}
