@@ -9,7 +9,7 @@ pub mod prepare;
 use std::sync::Arc;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value as Json, json};
 use trellis_engine::model::OnDelete;
 
@@ -71,6 +71,34 @@ impl RecordWriter {
         inputs: Vec<Map<String, Json>>,
         actor: &Actor,
     ) -> Result<Vec<Record>, RecordError> {
+        let ids = self.insert_many(entity, inputs, actor).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (record, _) = load(
+                self.store.connection(),
+                self.store.dialect(),
+                entity,
+                id,
+                false,
+            )
+            .await?
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// [`create_many`](Self::create_many) for bulk loads: returns the new ids
+    /// without reading the records back.
+    pub async fn insert_many(
+        &self,
+        entity: &EntityModel,
+        inputs: Vec<Map<String, Json>>,
+        actor: &Actor,
+    ) -> Result<Vec<i64>, RecordError> {
         let cx = self.context(actor);
         let empty = Prepared::default();
         let mut prepared = Vec::with_capacity(inputs.len());
@@ -101,6 +129,7 @@ impl RecordWriter {
             }
         }
         let txn = self.store.begin_write().await?;
+        self.check_links(&txn, entity, &prepared).await?;
         let mut ids = Vec::with_capacity(prepared.len());
         for (row, mut record) in prepared.into_iter().enumerate() {
             let id = self
@@ -110,26 +139,24 @@ impl RecordWriter {
                     row,
                     source: Box::new(e),
                 })?;
-            ids.push(id);
+            ids.push((id, record));
         }
+        let audit: Vec<(i64, Json)> = ids
+            .iter()
+            .map(|(id, record)| {
+                let changes: Map<String, Json> = record
+                    .values
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), json!([null, v])))
+                    .collect();
+                (*id, Json::Object(changes))
+            })
+            .collect();
+        self.audit(&txn, entity, "create", actor, &cx, audit)
+            .await?;
         txn.commit().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (record, _) = load(
-                self.store.connection(),
-                self.store.dialect(),
-                entity,
-                id,
-                false,
-            )
-            .await?
-            .ok_or(RecordError::NotFound {
-                entity: entity.name.clone(),
-                id,
-            })?;
-            out.push(record);
-        }
-        Ok(out)
+        Ok(ids.into_iter().map(|(id, _)| id).collect())
     }
 
     async fn insert(
@@ -141,7 +168,7 @@ impl RecordWriter {
         cx: &Context<'_>,
     ) -> Result<i64, RecordError> {
         let dialect = self.store.dialect();
-        if let Some(numbering) = &entity.numbering
+        if let Some(numbering) = entity.numbering.as_ref().filter(|n| n.gap_free)
             && record
                 .values
                 .get(&numbering.field)
@@ -156,7 +183,6 @@ impl RecordWriter {
             );
         }
         self.check_unique(txn, entity, record, None).await?;
-        self.check_links(txn, entity, record).await?;
         let now = system_time(cx.now, dialect);
         let user = sea_orm::Value::BigInt(actor.user_id);
         let mut columns = vec![
@@ -192,14 +218,6 @@ impl RecordWriter {
         let id: i64 = row.try_get_by_index(0)?;
         self.write_lines(txn, entity, id, record, &Prepared::default())
             .await?;
-        let changes: Map<String, Json> = record
-            .values
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, v)| (k.clone(), json!([null, v])))
-            .collect();
-        self.audit(txn, entity, id, "create", actor, cx, Json::Object(changes))
-            .await?;
         Ok(id)
     }
 
@@ -232,7 +250,8 @@ impl RecordWriter {
         }
         let record = prepare(entity, &base, &patch, false, &cx).map_err(RecordError::Invalid)?;
         self.check_unique(&txn, entity, &record, Some(id)).await?;
-        self.check_links(&txn, entity, &record).await?;
+        self.check_links(&txn, entity, std::slice::from_ref(&record))
+            .await?;
         let mut update = Query::update();
         update
             .table(Alias::new(entity.table.as_str()))
@@ -279,11 +298,10 @@ impl RecordWriter {
         self.audit(
             &txn,
             entity,
-            id,
             "update",
             actor,
             &cx,
-            Json::Object(changes),
+            vec![(id, Json::Object(changes))],
         )
         .await?;
         txn.commit().await?;
@@ -393,8 +411,15 @@ impl RecordWriter {
             .filter(|(_, v)| !v.is_null())
             .map(|(k, v)| (k.clone(), json!([v, null])))
             .collect();
-        self.audit(txn, entity, id, "delete", actor, cx, Json::Object(changes))
-            .await
+        self.audit(
+            txn,
+            entity,
+            "delete",
+            actor,
+            cx,
+            vec![(id, Json::Object(changes))],
+        )
+        .await
     }
 
     /// Refuses a value that another record of the entity already holds, naming that record.
@@ -479,41 +504,64 @@ impl RecordWriter {
         Ok(())
     }
 
-    /// Links must point at records that exist.
+    /// Links must point at records that exist: one query per link field for the
+    /// whole batch; the first record naming a missing one is reported.
     async fn check_links(
         &self,
         txn: &DatabaseTransaction,
         entity: &EntityModel,
-        record: &Prepared,
+        records: &[Prepared],
     ) -> Result<(), RecordError> {
-        let mut errors = Vec::new();
         for (name, field) in &entity.fields {
-            let (Some(target), Some(id)) = (
-                &field.target_table,
-                record.values.get(name).and_then(Json::as_i64),
-            ) else {
+            let Some(target) = &field.target_table else {
                 continue;
             };
-            let mut q = Query::select();
-            q.column(Alias::new("id"))
-                .from(Alias::new(target.as_str()))
-                .and_where(Expr::col(Alias::new("id")).eq(id));
-            if txn.query_one(&q).await?.is_none() {
-                errors.push(FieldError::new(
+            let mut ids: Vec<i64> = records
+                .iter()
+                .filter_map(|r| r.values.get(name).and_then(Json::as_i64))
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.is_empty() {
+                continue;
+            }
+            let mut found = std::collections::HashSet::with_capacity(ids.len());
+            for chunk in ids.chunks(1000) {
+                let mut q = Query::select();
+                q.column(Alias::new("id"))
+                    .from(Alias::new(target.as_str()))
+                    .and_where(Expr::col(Alias::new("id")).is_in(chunk.iter().copied()));
+                for row in txn.query_all(&q).await? {
+                    found.insert(row.try_get_by_index::<i64>(0)?);
+                }
+            }
+            let missing = records.iter().enumerate().find_map(|(i, r)| {
+                r.values
+                    .get(name)
+                    .and_then(Json::as_i64)
+                    .filter(|id| !found.contains(id))
+                    .map(|id| (i, id))
+            });
+            if let Some((row, id)) = missing {
+                let error = RecordError::Invalid(vec![FieldError::new(
                     name,
                     "link",
                     format!(
                         "no {} #{id}",
                         field.def.target.as_deref().unwrap_or("record")
                     ),
-                ));
+                )]);
+                return Err(if records.len() == 1 {
+                    error
+                } else {
+                    RecordError::Row {
+                        row,
+                        source: Box::new(error),
+                    }
+                });
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(RecordError::Invalid(errors))
-        }
+        Ok(())
     }
 
     /// Saves line items by diff against `before`: lines with a known `id` are
@@ -554,6 +602,7 @@ impl RecordWriter {
                     .and_where(Expr::col(Alias::new("id")).is_in(gone));
                 txn.execute(&d).await?;
             }
+            let mut new_lines: Vec<Vec<SimpleExpr>> = Vec::new();
             for (i, line) in rows.iter().enumerate() {
                 let position = i as i64 + 1;
                 match line
@@ -576,63 +625,75 @@ impl RecordWriter {
                         txn.execute(&u).await?;
                     }
                     None => {
-                        let mut columns = vec![Alias::new("parent_id"), Alias::new("position")];
                         let mut values: Vec<SimpleExpr> = vec![parent.into(), position.into()];
                         for (child, f) in &model.fields {
-                            columns.push(Alias::new(child.as_str()));
                             values.push(
                                 to_sql(line.get(child).unwrap_or(&Json::Null), f.column, dialect)
                                     .into(),
                             );
                         }
-                        let mut insert = Query::insert();
-                        insert
-                            .into_table(Alias::new(model.table.as_str()))
-                            .columns(columns)
-                            .values_panic(values);
-                        txn.execute(&insert).await?;
+                        new_lines.push(values);
                     }
                 }
+            }
+            // New lines go in one statement (in chunks, under the parameter limits).
+            for chunk in new_lines.chunks(200) {
+                let mut insert = Query::insert();
+                let columns = ["parent_id", "position"]
+                    .into_iter()
+                    .chain(model.fields.keys().map(String::as_str))
+                    .map(Alias::new);
+                insert
+                    .into_table(Alias::new(model.table.as_str()))
+                    .columns(columns);
+                for values in chunk {
+                    insert.values_panic(values.iter().cloned());
+                }
+                txn.execute(&insert).await?;
             }
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes one audit row per (record, changes), in as few statements as possible.
     async fn audit(
         &self,
         txn: &DatabaseTransaction,
         entity: &EntityModel,
-        id: i64,
         operation: &str,
         actor: &Actor,
         cx: &Context<'_>,
-        changes: Json,
+        rows: Vec<(i64, Json)>,
     ) -> Result<(), RecordError> {
         let dialect = self.store.dialect();
-        let sql = match dialect {
-            Dialect::Sqlite => format!(
-                "INSERT INTO {AUDIT} (at, user_id, app, entity, record_id, operation, changes) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            ),
-            Dialect::Postgres => format!(
-                "INSERT INTO {AUDIT} (at, user_id, app, entity, record_id, operation, changes) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            ),
-        };
-        let values = [
-            system_time(cx.now, dialect),
-            sea_orm::Value::BigInt(actor.user_id),
-            entity.app.clone().into(),
-            entity.name.clone().into(),
-            id.into(),
-            operation.into(),
-            changes.to_string().into(),
-        ];
-        txn.execute_raw(Statement::from_sql_and_values(
-            dialect.backend(),
-            sql,
-            values,
-        ))
-        .await?;
+        let at = system_time(cx.now, dialect);
+        for chunk in rows.chunks(500) {
+            let mut insert = Query::insert();
+            insert.into_table(Alias::new(AUDIT)).columns(
+                [
+                    "at",
+                    "user_id",
+                    "app",
+                    "entity",
+                    "record_id",
+                    "operation",
+                    "changes",
+                ]
+                .map(Alias::new),
+            );
+            for (id, changes) in chunk {
+                insert.values_panic([
+                    at.clone().into(),
+                    sea_orm::Value::BigInt(actor.user_id).into(),
+                    entity.app.clone().into(),
+                    entity.name.clone().into(),
+                    (*id).into(),
+                    operation.into(),
+                    changes.to_string().into(),
+                ]);
+            }
+            txn.execute(&insert).await?;
+        }
         Ok(())
     }
 }
