@@ -78,9 +78,18 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
-        /// How many iterations per case.
+        /// `check`: how many times each app is checked.
         #[arg(long, default_value_t = 200)]
         iterations: u32,
+        /// `store`: the database to measure.
+        #[arg(long, value_enum, default_value_t = bench::Backend::Sqlite)]
+        backend: bench::Backend,
+        /// `store`: how many records to seed.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// `store` on PostgreSQL: a server URL whose user may create databases.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -221,7 +230,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
             suite,
             json,
             iterations,
-        } => bench::run(suite, json, iterations),
+            backend,
+            rows,
+            database_url,
+        } => bench::run(bench::Options {
+            suite,
+            json,
+            iterations,
+            backend,
+            rows,
+            database_url,
+        }),
         Command::Migrate {
             apps,
             plan,

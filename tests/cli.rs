@@ -204,19 +204,46 @@ fn bench_check_prints_figures_and_the_ratio_to_the_raw_baseline() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(report["suite"], "check");
+    assert_cases(&report, &["example_leave", "spec_coverage"]);
+}
+
+#[test]
+fn bench_store_measures_every_case_against_raw_sql() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["bench", "store", "--rows", "300", "--json"])
+        .current_dir(tmp.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (
+            report["suite"].as_str(),
+            report["backend"].as_str(),
+            report["rows"].as_u64()
+        ),
+        (Some("store"), Some("sqlite"), Some(300))
+    );
+    assert_cases(&report, &["insert", "get_by_id", "list_page", "aggregate"]);
+}
+
+/// Every case has positive figures and their ratio.
+fn assert_cases(report: &serde_json::Value, names: &[&str]) {
     let cases = report["cases"].as_array().expect("cases");
-    assert_eq!(cases.len(), 2);
+    let found: Vec<&str> = cases.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(found, names);
     for case in cases {
-        let (t, raw, ratio) = (
-            case["trellis_mean_ms"].as_f64(),
-            case["raw_mean_ms"].as_f64(),
+        let (Some(t), Some(raw), Some(ratio)) = (
+            case["trellis_per_s"].as_f64(),
+            case["raw_per_s"].as_f64(),
             case["ratio"].as_f64(),
-        );
-        let (Some(t), Some(raw), Some(ratio)) = (t, raw, ratio) else {
+        ) else {
             panic!("numbers expected: {case}")
         };
-        assert!(t > 0.0 && raw > 0.0);
-        assert!((ratio - t / raw).abs() < 1e-6 * ratio.max(1.0));
+        assert!(t > 0.0 && raw > 0.0, "{case}");
+        assert!((ratio - t / raw).abs() < 1e-9 * ratio.max(1.0), "{case}");
     }
 }
 

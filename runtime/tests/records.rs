@@ -466,3 +466,21 @@ async fn concurrent_writers_get_unique_numbers_without_gaps_where_required() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn duplicates_inside_one_batch_are_refused_too() {
+    each_backend("batch_duplicates", async |store| {
+        let f = fixture(&store).await;
+        let c = f.entity("customer");
+        let batch = vec![
+            input(json!({"name": "A", "credit_code": "X1"})),
+            input(json!({"name": "B", "market": "foreign", "credit_code": "X1", "country": "DE", "email": "b@b.de"})),
+            input(json!({"name": "C", "credit_code": "X1"})),
+        ];
+        let err = f.writer.create_many(&c, batch, &Actor::user(1)).await.expect_err("row 2 repeats row 0");
+        assert!(matches!(&err, RecordError::Row { row: 2, .. }), "{err}");
+        assert_eq!(err.field_errors()[0].code, "unique");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__customer").await, 0);
+    })
+    .await;
+}

@@ -92,7 +92,8 @@ impl RecordWriter {
     }
 
     /// [`create_many`](Self::create_many) for bulk loads: returns the new ids
-    /// without reading the records back.
+    /// without reading the records back. Rows go in multi-row statements, so a
+    /// batch costs a few statements per hundred records, not several per record.
     pub async fn insert_many(
         &self,
         entity: &EntityModel,
@@ -110,9 +111,25 @@ impl RecordWriter {
                 })?;
             prepared.push(p);
         }
+        let single = prepared.len() == 1;
+        let at_row = |row: usize, e: RecordError| {
+            if single {
+                e
+            } else {
+                RecordError::Row {
+                    row,
+                    source: Box::new(e),
+                }
+            }
+        };
+        duplicates_within(entity, &prepared, &cx).map_err(|(row, e)| at_row(row, e))?;
+        let numbering = entity.numbering.as_ref().filter(|n| {
+            let missing = |r: &Prepared| r.values.get(&n.field).is_none_or(Json::is_null);
+            prepared.iter().any(missing)
+        });
         // Gap-tolerant numbers come from blocks committed on their own, so they are
         // taken before the write transaction holds the (SQLite: database-wide) write lock.
-        if let Some(numbering) = entity.numbering.as_ref().filter(|n| !n.gap_free) {
+        if let Some(numbering) = numbering.filter(|n| !n.gap_free) {
             let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
             for record in &mut prepared {
                 if record
@@ -128,21 +145,106 @@ impl RecordWriter {
                 }
             }
         }
+        let dialect = self.store.dialect();
         let txn = self.store.begin_write().await?;
+        if let Some(numbering) = numbering.filter(|n| n.gap_free) {
+            // Gap-free: the counter row stays locked until this transaction ends, and
+            // the batch takes its numbers in one step.
+            let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
+            let wanted: Vec<usize> = (0..prepared.len())
+                .filter(|i| {
+                    prepared[*i]
+                        .values
+                        .get(&numbering.field)
+                        .is_none_or(Json::is_null)
+                })
+                .collect();
+            let last = numbering::advance(&txn, dialect, &series, wanted.len() as i64).await?;
+            for (k, i) in wanted.iter().enumerate() {
+                let n = last - wanted.len() as i64 + 1 + k as i64;
+                prepared[*i].values.insert(
+                    numbering.field.clone(),
+                    Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
+                );
+            }
+        }
         self.check_links(&txn, entity, &prepared).await?;
+        if !entity.unique.is_empty() {
+            for (row, record) in prepared.iter().enumerate() {
+                self.check_unique(&txn, entity, record, None)
+                    .await
+                    .map_err(|e| at_row(row, e))?;
+            }
+        }
+        let now = system_time(cx.now, dialect);
+        let user = sea_orm::Value::BigInt(actor.user_id);
+        let columns: Vec<Alias> = [
+            "version",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+        ]
+        .into_iter()
+        .map(Alias::new)
+        .chain(entity.fields.keys().map(|n| Alias::new(n.as_str())))
+        .collect();
         let mut ids = Vec::with_capacity(prepared.len());
-        for (row, mut record) in prepared.into_iter().enumerate() {
-            let id = self
-                .insert(&txn, entity, &mut record, actor, &cx)
-                .await
-                .map_err(|e| RecordError::Row {
-                    row,
-                    source: Box::new(e),
-                })?;
-            ids.push((id, record));
+        for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = Query::insert();
+            insert
+                .into_table(Alias::new(entity.table.as_str()))
+                .columns(columns.clone())
+                .returning_col(Alias::new("id"));
+            for record in chunk {
+                let mut values: Vec<SimpleExpr> = vec![
+                    1_i64.into(),
+                    now.clone().into(),
+                    user.clone().into(),
+                    now.clone().into(),
+                    user.clone().into(),
+                ];
+                for (name, field) in &entity.fields {
+                    values.push(
+                        to_sql(
+                            record.values.get(name).unwrap_or(&Json::Null),
+                            field.column,
+                            dialect,
+                        )
+                        .into(),
+                    );
+                }
+                insert.values_panic(values);
+            }
+            // Both databases return the ids of a multi-row insert in the order of its rows.
+            for row in txn.query_all(&insert).await? {
+                ids.push(row.try_get_by_index::<i64>(0)?);
+            }
+        }
+        if ids.len() != prepared.len() {
+            return Err(RecordError::BadQuery(
+                "the insert returned fewer ids than rows".into(),
+            ));
+        }
+        for (name, model) in &entity.lines {
+            let mut rows: Vec<Vec<SimpleExpr>> = Vec::new();
+            for (id, record) in ids.iter().zip(&prepared) {
+                for (i, line) in record.lines.get(name).into_iter().flatten().enumerate() {
+                    let mut values: Vec<SimpleExpr> = vec![(*id).into(), (i as i64 + 1).into()];
+                    for (child, f) in &model.fields {
+                        values.push(
+                            to_sql(line.get(child).unwrap_or(&Json::Null), f.column, dialect)
+                                .into(),
+                        );
+                    }
+                    rows.push(values);
+                }
+            }
+            insert_lines(&txn, model, rows).await?;
         }
         let audit: Vec<(i64, Json)> = ids
             .iter()
+            .zip(&prepared)
             .map(|(id, record)| {
                 let changes: Map<String, Json> = record
                     .values
@@ -156,69 +258,7 @@ impl RecordWriter {
         self.audit(&txn, entity, "create", actor, &cx, audit)
             .await?;
         txn.commit().await?;
-        Ok(ids.into_iter().map(|(id, _)| id).collect())
-    }
-
-    async fn insert(
-        &self,
-        txn: &DatabaseTransaction,
-        entity: &EntityModel,
-        record: &mut Prepared,
-        actor: &Actor,
-        cx: &Context<'_>,
-    ) -> Result<i64, RecordError> {
-        let dialect = self.store.dialect();
-        if let Some(numbering) = entity.numbering.as_ref().filter(|n| n.gap_free)
-            && record
-                .values
-                .get(&numbering.field)
-                .is_none_or(Json::is_null)
-        {
-            // Gap-free: the counter row stays locked until this transaction ends.
-            let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
-            let n = numbering::advance(txn, dialect, &series, 1).await?;
-            record.values.insert(
-                numbering.field.clone(),
-                Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
-            );
-        }
-        self.check_unique(txn, entity, record, None).await?;
-        let now = system_time(cx.now, dialect);
-        let user = sea_orm::Value::BigInt(actor.user_id);
-        let mut columns = vec![
-            Alias::new("version"),
-            Alias::new("created_at"),
-            Alias::new("created_by"),
-            Alias::new("updated_at"),
-            Alias::new("updated_by"),
-        ];
-        let mut values: Vec<SimpleExpr> = vec![
-            1_i64.into(),
-            now.clone().into(),
-            user.clone().into(),
-            now.into(),
-            user.into(),
-        ];
-        for (name, field) in &entity.fields {
-            if let Some(v) = record.values.get(name) {
-                columns.push(Alias::new(name.as_str()));
-                values.push(to_sql(v, field.column, dialect).into());
-            }
-        }
-        let mut insert = Query::insert();
-        insert
-            .into_table(Alias::new(entity.table.as_str()))
-            .columns(columns)
-            .values_panic(values)
-            .returning_col(Alias::new("id"));
-        let row = txn
-            .query_one(&insert)
-            .await?
-            .ok_or_else(|| RecordError::BadQuery("the insert returned no id".into()))?;
-        let id: i64 = row.try_get_by_index(0)?;
-        self.write_lines(txn, entity, id, record, &Prepared::default())
-            .await?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Updates a record from the version the caller read; a stale version is a conflict.
@@ -636,21 +676,7 @@ impl RecordWriter {
                     }
                 }
             }
-            // New lines go in one statement (in chunks, under the parameter limits).
-            for chunk in new_lines.chunks(200) {
-                let mut insert = Query::insert();
-                let columns = ["parent_id", "position"]
-                    .into_iter()
-                    .chain(model.fields.keys().map(String::as_str))
-                    .map(Alias::new);
-                insert
-                    .into_table(Alias::new(model.table.as_str()))
-                    .columns(columns);
-                for values in chunk {
-                    insert.values_panic(values.iter().cloned());
-                }
-                txn.execute(&insert).await?;
-            }
+            insert_lines(txn, model, new_lines).await?;
         }
         Ok(())
     }
@@ -696,6 +722,74 @@ impl RecordWriter {
         }
         Ok(())
     }
+}
+
+/// Rows per multi-row statement: well under both databases' parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts line rows (`parent_id`, `position`, then the line fields) in multi-row statements.
+async fn insert_lines(
+    txn: &DatabaseTransaction,
+    model: &crate::catalog::LinesModel,
+    rows: Vec<Vec<SimpleExpr>>,
+) -> Result<(), RecordError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut insert = Query::insert();
+        let columns = ["parent_id", "position"]
+            .into_iter()
+            .chain(model.fields.keys().map(String::as_str))
+            .map(Alias::new);
+        insert
+            .into_table(Alias::new(model.table.as_str()))
+            .columns(columns);
+        for values in chunk {
+            insert.values_panic(values.iter().cloned());
+        }
+        txn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// Two records of one batch may not share a unique value either; the database
+/// has not seen them yet, so they are compared here.
+fn duplicates_within(
+    entity: &EntityModel,
+    records: &[Prepared],
+    cx: &Context,
+) -> Result<(), (usize, RecordError)> {
+    for key in &entity.unique {
+        let mut seen: std::collections::HashMap<Vec<String>, usize> =
+            std::collections::HashMap::new();
+        for (row, record) in records.iter().enumerate() {
+            let values: Vec<&Json> = key
+                .fields
+                .iter()
+                .map(|f| record.values.get(f).unwrap_or(&Json::Null))
+                .collect();
+            let applies = key
+                .when
+                .as_ref()
+                .is_none_or(|w| prepare::condition_holds(entity, w, &record.values, cx));
+            if !applies || values.iter().any(|v| v.is_null()) {
+                continue;
+            }
+            let text: Vec<String> = values
+                .iter()
+                .map(|v| match (key.normalize, v.as_str()) {
+                    (true, Some(s)) => s.trim().to_lowercase(),
+                    _ => v.to_string(),
+                })
+                .collect();
+            if let Some(first) = seen.insert(text, row) {
+                let message = format!("row {first} of the same batch has this value already");
+                return Err((
+                    row,
+                    RecordError::Invalid(vec![FieldError::new(&key.fields[0], "unique", message)]),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A timestamp as the system columns store it.

@@ -1,78 +1,24 @@
-//! `trellis bench`: benchmark suites. Each prints its figures and the ratio to a
-//! raw baseline measured in the same run, so results travel between machines.
+//! The `check` suite: load and check an app from disk, against reading and
+//! parsing the same YAML files and nothing else.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
-use serde_json::json;
+use super::Case;
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Suite {
-    /// Load and check the example app and the spec-coverage app.
-    Check,
-}
-
-/// One measured case: Trellis against its raw baseline.
-struct Case {
-    name: String,
-    trellis: Duration,
-    raw: Duration,
-}
-
-pub fn run(suite: Suite, json_out: bool, iterations: u32) -> Result<ExitCode, String> {
-    let iterations = iterations.max(1);
-    let cases = match suite {
-        Suite::Check => check_suite(iterations)?,
-    };
-    if json_out {
-        let cases: Vec<_> = cases
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "trellis_mean_ms": ms(c.trellis),
-                    "raw_mean_ms": ms(c.raw),
-                    "ratio": ratio(c),
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({"suite": "check", "iterations": iterations, "cases": cases})
-        );
-    } else {
-        println!("suite check, {iterations} iterations, mean per iteration");
-        println!(
-            "{:<16} {:>14} {:>14} {:>8}",
-            "case", "trellis ms", "raw parse ms", "ratio"
-        );
-        for c in &cases {
-            println!(
-                "{:<16} {:>14.3} {:>14.3} {:>7.1}x",
-                c.name,
-                ms(c.trellis),
-                ms(c.raw),
-                ratio(c)
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn ratio(c: &Case) -> f64 {
-    c.trellis.as_secs_f64() / c.raw.as_secs_f64().max(f64::MIN_POSITIVE)
+/// Each case counts one operation per check of the whole app.
+pub fn run(iterations: u32) -> Result<Vec<Case>, String> {
+    let cases = check_suite(iterations)?;
+    Ok(cases
+        .into_iter()
+        .map(|(name, trellis, raw)| Case::new(name, 1, trellis, raw))
+        .collect())
 }
 
 /// The full `trellis check` (read, parse, validate, deserialize, check, compile
 /// scripts) against the raw baseline: reading the same files and parsing them
 /// into JSON values with the same YAML parser and nothing else.
-fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
+fn check_suite(iterations: u32) -> Result<Vec<(&'static str, Duration, Duration)>, String> {
     // Run from a checkout: the apps are found from the working directory, else
     // from where the binary was built.
     let locate = |rel: &str| {
@@ -112,11 +58,7 @@ fn check_suite(iterations: u32) -> Result<Vec<Case>, String> {
                 std::hint::black_box(std::fs::read_to_string(path).ok());
             }
         });
-        cases.push(Case {
-            name: name.into(),
-            trellis,
-            raw,
-        });
+        cases.push((name, trellis, raw));
     }
     Ok(cases)
 }

@@ -1,0 +1,114 @@
+//! `trellis bench`: benchmark suites. Each prints its figures and the ratio to a
+//! raw baseline measured in the same run, so results travel between machines.
+
+mod check;
+mod store;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde_json::json;
+
+/// The suites.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Suite {
+    /// Load and check the example app and the spec-coverage app.
+    Check,
+    /// Insert, read, list and aggregate records of a realistic entity.
+    Store,
+}
+
+/// Where the store suite runs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What `trellis bench` was asked.
+pub struct Options {
+    pub suite: Suite,
+    pub json: bool,
+    pub iterations: u32,
+    pub backend: Backend,
+    pub rows: u64,
+    pub database_url: Option<String>,
+}
+
+/// One measured case: operations per second of Trellis and of its raw baseline.
+pub struct Case {
+    pub name: String,
+    pub trellis_per_s: f64,
+    pub raw_per_s: f64,
+}
+
+impl Case {
+    pub fn new(name: &str, ops: u64, trellis: Duration, raw: Duration) -> Case {
+        let per_s = |d: Duration| ops as f64 / d.as_secs_f64().max(f64::MIN_POSITIVE);
+        Case {
+            name: name.to_owned(),
+            trellis_per_s: per_s(trellis),
+            raw_per_s: per_s(raw),
+        }
+    }
+
+    /// Trellis' speed as a share of the raw baseline's (1.0: as fast).
+    pub fn ratio(&self) -> f64 {
+        self.trellis_per_s / self.raw_per_s.max(f64::MIN_POSITIVE)
+    }
+}
+
+pub fn run(options: Options) -> Result<ExitCode, String> {
+    let (suite, header, cases) = match options.suite {
+        Suite::Check => (
+            "check",
+            json!({"iterations": options.iterations}),
+            check::run(options.iterations.max(1))?,
+        ),
+        Suite::Store => {
+            let backend = match options.backend {
+                Backend::Sqlite => "sqlite",
+                Backend::Postgres => "postgres",
+            };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            let cases = runtime.block_on(store::run(
+                options.backend,
+                options.rows.max(100),
+                options.database_url.clone(),
+            ))?;
+            (
+                "store",
+                json!({"backend": backend, "rows": options.rows.max(100)}),
+                cases,
+            )
+        }
+    };
+    if options.json {
+        let mut report = json!({"suite": suite});
+        if let (Some(report), Some(header)) = (report.as_object_mut(), header.as_object()) {
+            report.extend(header.clone());
+        }
+        report["cases"] = cases
+            .iter()
+            .map(|c| json!({"name": c.name, "trellis_per_s": c.trellis_per_s, "raw_per_s": c.raw_per_s, "ratio": c.ratio()}))
+            .collect();
+        println!("{report}");
+    } else {
+        println!("suite {suite} {header}");
+        println!(
+            "{:<14} {:>16} {:>16} {:>8}",
+            "case", "trellis ops/s", "raw ops/s", "ratio"
+        );
+        for c in &cases {
+            println!(
+                "{:<14} {:>16.1} {:>16.1} {:>8.2}",
+                c.name,
+                c.trellis_per_s,
+                c.raw_per_s,
+                c.ratio()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
