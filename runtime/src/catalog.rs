@@ -80,30 +80,6 @@ pub struct EntityModel {
 }
 
 impl EntityModel {
-    /// The entity's record table as a layout table (system columns and fields).
-    pub fn columns(&self) -> crate::store::Table {
-        let mut table = crate::store::Table::empty();
-        for (name, kind) in crate::read::load::SYSTEM_COLUMNS {
-            table.columns.insert(
-                name.to_owned(),
-                crate::store::Column {
-                    kind,
-                    nullable: true,
-                },
-            );
-        }
-        for (name, field) in &self.fields {
-            table.columns.insert(
-                name.clone(),
-                crate::store::Column {
-                    kind: field.column,
-                    nullable: true,
-                },
-            );
-        }
-        table
-    }
-
     /// The names scripts over this entity's records may use.
     pub fn script_variables(&self) -> Vec<&str> {
         self.fields

@@ -509,3 +509,70 @@ async fn get_returns_lines_and_link_titles() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn filters_follow_one_link() {
+    each_backend("link_paths", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let all = Access::everything();
+        let east = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"account.region": "east"}))),
+                    ..Default::default()
+                },
+                &all,
+            )
+            .await
+            .expect("lists");
+        assert_eq!(
+            east.total,
+            Total::Exact(6),
+            "the even deals belong to Acme, in the east"
+        );
+        let west = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"account.region": {"in": ["west", "north"]}}))),
+                    ..Default::default()
+                },
+                &all,
+            )
+            .await
+            .expect("lists");
+        assert_eq!(west.total, Total::Exact(0));
+        let err = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"account.nope": 1}))),
+                    ..Default::default()
+                },
+                &all,
+            )
+            .await
+            .expect_err("unknown");
+        assert!(matches!(err, RecordError::BadQuery(_)));
+        let err = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"stage.region": "east"}))),
+                    ..Default::default()
+                },
+                &all,
+            )
+            .await
+            .expect_err("not a link");
+        assert!(matches!(err, RecordError::BadQuery(_)));
+    })
+    .await;
+}

@@ -3,18 +3,16 @@
 //! new revision. Only this module emits DDL.
 
 mod plan;
+mod platform;
 
 pub use plan::{SchemaPlan, Step, StepKind, plan};
+pub use platform::platform_layout;
 
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
-use crate::store::{Column, ColumnKind, Dialect, Layout, Store, StoreError, Table, TableIndex};
+use crate::store::{Dialect, Layout, Store, StoreError};
 
-/// The platform's own table of deployments.
-pub const REVISIONS: &str = "trellis_revisions";
-/// The platform's audit trail: who changed which record, when, from what to what.
-pub const AUDIT: &str = "trellis_audit";
-pub use crate::write::numbering::SEQUENCES;
+pub use platform::{AUDIT, REVISIONS, SEQUENCES};
 
 /// What can stop a deployment.
 #[derive(Debug, thiserror::Error)]
@@ -27,67 +25,6 @@ pub enum DeployError {
     Unsupported(String),
     #[error("deploying failed and nothing was changed: {0}")]
     Failed(DbErr),
-}
-
-/// The platform's own tables, laid out like any app's.
-pub fn platform_layout() -> Layout {
-    let mut revisions = Table::empty();
-    for (name, kind, nullable) in [
-        ("id", ColumnKind::Id, false),
-        ("applied_at", ColumnKind::DateTime, false),
-        ("layout", ColumnKind::Text, false),
-        ("comment", ColumnKind::Text, true),
-    ] {
-        revisions
-            .columns
-            .insert(name.to_owned(), Column { kind, nullable });
-    }
-    let mut audit = Table::empty();
-    for (name, kind, nullable) in [
-        ("id", ColumnKind::Id, false),
-        ("at", ColumnKind::DateTime, false),
-        ("user_id", ColumnKind::Integer, true),
-        ("app", ColumnKind::Text, false),
-        ("entity", ColumnKind::Text, false),
-        ("record_id", ColumnKind::Integer, false),
-        ("operation", ColumnKind::Text, false),
-        ("changes", ColumnKind::Text, false),
-    ] {
-        audit
-            .columns
-            .insert(name.to_owned(), Column { kind, nullable });
-    }
-    audit.indexes.insert(
-        format!("{AUDIT}__record_idx"),
-        TableIndex {
-            columns: vec!["app".into(), "entity".into(), "record_id".into()],
-            unique: false,
-            condition: None,
-        },
-    );
-    let mut sequences = Table::empty();
-    for (name, kind, nullable) in [
-        ("id", ColumnKind::Id, false),
-        ("series", ColumnKind::Text, false),
-        ("value", ColumnKind::Integer, false),
-    ] {
-        sequences
-            .columns
-            .insert(name.to_owned(), Column { kind, nullable });
-    }
-    sequences.indexes.insert(
-        format!("{SEQUENCES}__series_key"),
-        TableIndex {
-            columns: vec!["series".into()],
-            unique: true,
-            condition: None,
-        },
-    );
-    let mut layout = Layout::default();
-    layout.tables.insert(REVISIONS.to_owned(), revisions);
-    layout.tables.insert(AUDIT.to_owned(), audit);
-    layout.tables.insert(SEQUENCES.to_owned(), sequences);
-    layout
 }
 
 /// The layout recorded by the last deployment (empty on a new database).

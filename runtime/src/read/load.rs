@@ -69,25 +69,7 @@ pub(crate) async fn load<C: ConnectionTrait>(
     };
     let mut values = row_values(&row, entity, dialect)?;
     let version = values.get("version").and_then(Json::as_i64).unwrap_or(0);
-    let mut lines = IndexMap::new();
-    for (name, model) in &entity.lines {
-        let mut q = Query::select();
-        q.column(Alias::new("id"))
-            .columns(model.fields.keys().map(|n| Alias::new(n.as_str())))
-            .from(Alias::new(model.table.as_str()))
-            .and_where(Expr::col(Alias::new("parent_id")).eq(id))
-            .order_by(Alias::new("position"), Order::Asc);
-        let mut rows = Vec::new();
-        for r in conn.query_all(&q).await? {
-            let mut line = Map::new();
-            line.insert("id".into(), from_row(&r, "id", ColumnKind::Id, dialect)?);
-            for (child, f) in &model.fields {
-                line.insert(child.clone(), from_row(&r, child, f.column, dialect)?);
-            }
-            rows.push(line);
-        }
-        lines.insert(name.clone(), rows);
-    }
+    let lines = load_lines(conn, dialect, entity, id).await?;
     let prepared = Prepared {
         values: values.clone(),
         lines: lines.clone(),
@@ -107,4 +89,33 @@ pub(crate) async fn load<C: ConnectionTrait>(
         },
         prepared,
     )))
+}
+
+/// The line items of a record, by table field, in position order.
+pub(crate) async fn load_lines<C: ConnectionTrait>(
+    conn: &C,
+    dialect: Dialect,
+    entity: &EntityModel,
+    id: i64,
+) -> Result<IndexMap<String, Vec<Map<String, Json>>>, RecordError> {
+    let mut lines = IndexMap::new();
+    for (name, model) in &entity.lines {
+        let mut q = Query::select();
+        q.column(Alias::new("id"))
+            .columns(model.fields.keys().map(|n| Alias::new(n.as_str())))
+            .from(Alias::new(model.table.as_str()))
+            .and_where(Expr::col(Alias::new("parent_id")).eq(id))
+            .order_by(Alias::new("position"), Order::Asc);
+        let mut rows = Vec::new();
+        for r in conn.query_all(&q).await? {
+            let mut line = Map::new();
+            line.insert("id".into(), from_row(&r, "id", ColumnKind::Id, dialect)?);
+            for (child, f) in &model.fields {
+                line.insert(child.clone(), from_row(&r, child, f.column, dialect)?);
+            }
+            rows.push(line);
+        }
+        lines.insert(name.clone(), rows);
+    }
+    Ok(lines)
 }

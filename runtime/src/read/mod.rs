@@ -155,13 +155,12 @@ impl RecordReader {
         access: &Access,
         filter: Option<&Filter>,
     ) -> Result<Condition, RecordError> {
-        let columns = entity.columns();
         let dialect = self.store.dialect();
         let bindings = self.bindings(access);
         let mut all = Condition::all();
         for f in access.rows.iter().chain(filter) {
-            let scope = crate::write::prepare::FieldsScope(entity);
-            let cond = filter_sql::compile_with(f, &scope, &columns, dialect, Some(&bindings))
+            let scope = crate::write::prepare::FieldsScope::with_links(entity, &self.catalog);
+            let cond = filter_sql::compile_with(f, &scope, &scope, dialect, Some(&bindings))
                 .map_err(|e| RecordError::BadQuery(e.to_string()))?;
             all = all.add(cond);
         }
@@ -170,34 +169,83 @@ impl RecordReader {
 
     /// One record with its lines and link titles; `NotFound` when it does not
     /// exist or is outside the caller's rows (never a hint that it exists).
+    /// One statement for the record and its link titles, one per line table.
     pub async fn get(
         &self,
         entity: &EntityModel,
         id: i64,
         access: &Access,
     ) -> Result<Record, RecordError> {
-        let not_found = || RecordError::NotFound {
-            entity: entity.name.clone(),
-            id,
-        };
         let dialect = self.store.dialect();
-        let cond = self.condition(entity, access, None)?;
         let conn = self.store.connection();
-        let mut check = Query::select();
-        check
-            .column(Alias::new("id"))
+        let mut select = Query::select();
+        select
+            .columns(record_columns(entity))
             .from(Alias::new(entity.table.as_str()))
             .and_where(Expr::col(Alias::new("id")).eq(id))
-            .cond_where(cond);
-        if access.rows.is_some() && conn.query_one(&check).await?.is_none() {
-            return Err(not_found());
+            .cond_where(self.condition(entity, access, None)?);
+        let titled = self.titled_links(entity);
+        for (field, target, title, _) in &titled {
+            let mut sub = Query::select();
+            sub.column(Alias::new(title.as_str()))
+                .from(Alias::new(target.as_str()))
+                .and_where(
+                    Expr::col((Alias::new(target.as_str()), Alias::new("id"))).equals((
+                        Alias::new(entity.table.as_str()),
+                        Alias::new(field.as_str()),
+                    )),
+                );
+            select.expr_as(
+                Expr::SubQuery(None, Box::new(sub.into())),
+                Alias::new(format!("{field}__title")),
+            );
         }
-        let (mut record, _) = load::load(conn, dialect, entity, id, false)
+        let row = conn
+            .query_one(&select)
             .await?
-            .ok_or_else(not_found)?;
-        self.add_titles(entity, std::slice::from_mut(&mut record))
-            .await?;
-        Ok(record)
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })?;
+        let mut values = row_values(&row, entity, dialect)?;
+        let mut titles = Map::new();
+        for (field, _, _, kind) in &titled {
+            let title = from_row(&row, &format!("{field}__title"), *kind, dialect)?;
+            if !Json::is_null(&title) {
+                titles.insert(field.clone(), title);
+            }
+        }
+        let version = values.get("version").and_then(Json::as_i64).unwrap_or(0);
+        for (name, rows) in load::load_lines(conn, dialect, entity, id).await? {
+            values.insert(
+                name,
+                Json::Array(rows.into_iter().map(Json::Object).collect()),
+            );
+        }
+        Ok(Record {
+            id,
+            version,
+            values,
+            titles,
+        })
+    }
+
+    /// Link fields whose target has a title: (field, target table, title field, its column kind).
+    fn titled_links(&self, entity: &EntityModel) -> Vec<(String, String, String, ColumnKind)> {
+        entity
+            .fields
+            .iter()
+            .filter_map(|(name, field)| {
+                let table = field.target_table.as_ref()?;
+                let target = self.catalog.entity_by_table(table)?;
+                let title = target.title.clone()?;
+                let kind = target
+                    .fields
+                    .get(&title)
+                    .map_or(ColumnKind::Text, |f| f.column);
+                Some((name.clone(), table.clone(), title, kind))
+            })
+            .collect()
     }
 
     /// A page of records.

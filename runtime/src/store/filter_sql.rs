@@ -6,7 +6,7 @@
 
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{
-    Alias, Condition, Expr as SqlExpr, ExprTrait, LikeExpr, SimpleExpr, Value,
+    Alias, Condition, Expr as SqlExpr, ExprTrait, LikeExpr, Query, SimpleExpr, Value,
 };
 use serde_json::Value as Json;
 use trellis_engine::filter::{
@@ -25,6 +25,22 @@ pub enum FilterSqlError {
     LinkPath(String),
     #[error("`{0}` needs a value for its variables")]
     Unbound(String),
+}
+
+/// Where the columns of a filter's fields are: the kind of each field, and for a
+/// field of a linked record (`customer.region`) the link column and the table it
+/// points into.
+pub trait Columns {
+    fn column(&self, path: &[String]) -> Option<(Option<(String, String)>, ColumnKind)>;
+}
+
+impl Columns for Table {
+    fn column(&self, path: &[String]) -> Option<(Option<(String, String)>, ColumnKind)> {
+        match path {
+            [name] => self.columns.get(name).map(|c| (None, c.kind)),
+            _ => None,
+        }
+    }
 }
 
 /// A table seen as a filter scope: its columns and their kinds.
@@ -85,7 +101,7 @@ pub fn compile(
 pub fn compile_with(
     filter: &Filter,
     scope: &dyn FilterScope,
-    table: &Table,
+    table: &dyn Columns,
     dialect: Dialect,
     vars: Option<&Bindings>,
 ) -> Result<Condition, FilterSqlError> {
@@ -103,7 +119,7 @@ pub fn compile_with(
 
 fn condition(
     expr: &Expr,
-    table: &Table,
+    table: &dyn Columns,
     dialect: Dialect,
     vars: Option<&Bindings>,
 ) -> Result<Condition, FilterSqlError> {
@@ -116,14 +132,43 @@ fn condition(
         })?,
         Expr::Not(inner) => condition(inner, table, dialect, vars)?.not(),
         Expr::Compare { path, op, value } => {
-            let [name] = path.as_slice() else {
-                return Err(FilterSqlError::LinkPath(path.join(".")));
-            };
-            let kind = table
-                .columns
-                .get(name)
-                .map(|c| c.kind)
-                .ok_or_else(|| FilterSqlError::Invalid(format!("unknown field `{name}`")))?;
+            let (link, kind) = table
+                .column(path)
+                .ok_or_else(|| FilterSqlError::LinkPath(path.join(".")))?;
+            let name = path
+                .last()
+                .ok_or_else(|| FilterSqlError::Invalid("an empty field path".into()))?;
+            let compared = compare(name, kind, *op, value, dialect, vars)?;
+            match link {
+                None => compared,
+                // A field of the linked record: the link must point into the matching records.
+                Some((link_column, target)) => {
+                    let mut inner = Query::select();
+                    inner
+                        .column(Alias::new("id"))
+                        .from(Alias::new(target.as_str()))
+                        .cond_where(compared);
+                    Condition::all()
+                        .add(SqlExpr::col(Alias::new(link_column.as_str())).in_subquery(inner))
+                }
+            }
+        }
+    })
+}
+
+/// One comparison of a column of the statement's table.
+fn compare(
+    name: &str,
+    kind: ColumnKind,
+    op: Op,
+    value: &Operand,
+    dialect: Dialect,
+    vars: Option<&Bindings>,
+) -> Result<Condition, FilterSqlError> {
+    let name = &name.to_owned();
+    let op = &op;
+    {
+        {
             let col = SqlExpr::col(Alias::new(name.as_str()));
             if kind == ColumnKind::Json {
                 return json_condition(name, *op, &resolve(value, vars, name)?, dialect);
@@ -179,9 +224,9 @@ fn condition(
                     col.like(LikeExpr::new(pattern).escape('\\'))
                 }
             };
-            Condition::all().add(cond)
+            Ok(Condition::all().add(cond))
         }
-    })
+    }
 }
 
 /// Conditions on multi-value fields (tags, several links): membership and emptiness.

@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use crate::store::{Dialect, Store, StoreError};
 
 /// The platform table of counters.
-pub const SEQUENCES: &str = "trellis_sequences";
+pub use crate::deploy::SEQUENCES;
 
 /// How many numbers a gap-tolerant series reserves at once.
 const BLOCK: i64 = 50;

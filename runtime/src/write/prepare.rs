@@ -338,7 +338,7 @@ fn matches(
     values: &Map<String, Json>,
     cx: &Context,
 ) -> bool {
-    let scope = FieldsScope(entity);
+    let scope = FieldsScope::new(entity);
     filter::check(filter, &scope).is_ok_and(|expr| expr.matches(values, &cx.bindings()))
 }
 
@@ -358,14 +358,8 @@ pub fn sql_condition(
     filter: &Filter,
     dialect: crate::store::Dialect,
 ) -> Option<sea_orm::sea_query::Condition> {
-    crate::store::filter_sql::compile_with(
-        filter,
-        &FieldsScope(entity),
-        &entity.columns(),
-        dialect,
-        None,
-    )
-    .ok()
+    let scope = FieldsScope::new(entity);
+    crate::store::filter_sql::compile_with(filter, &scope, &scope, dialect, None).ok()
 }
 
 /// A record's scalar values, for evaluating conditions.
@@ -374,36 +368,52 @@ pub fn flat_values(record: &Prepared) -> Map<String, Json> {
 }
 
 /// Field facts of an entity for checking conditions at run time: its fields and
-/// system fields, with their types, options and multiplicity.
-pub struct FieldsScope<'a>(pub &'a EntityModel);
+/// system fields with their types, options and multiplicity, and, when it knows
+/// the catalog, the fields of linked records (`customer.region`).
+pub struct FieldsScope<'a> {
+    entity: &'a EntityModel,
+    catalog: Option<&'a crate::catalog::Catalog>,
+}
 
-impl filter::FilterScope for FieldsScope<'_> {
-    fn field(&self, path: &[String]) -> Result<filter::FieldFacts, filter::FilterError> {
-        let [name] = path else {
-            return Err(filter::FilterError {
-                pointer: String::new(),
-                kind: filter::FilterErrorKind::UnknownField,
-                message: "links are not followed here".into(),
-                candidates: vec![],
-            });
-        };
-        if let Some((_, kind)) = trellis_engine::check::SYSTEM_FIELDS
-            .iter()
-            .find(|(n, _)| n == name)
-        {
-            return Ok(filter::FieldFacts {
-                kind: *kind,
-                options: vec![],
-                multiple: false,
-            });
+impl<'a> FieldsScope<'a> {
+    pub fn new(entity: &'a EntityModel) -> Self {
+        FieldsScope {
+            entity,
+            catalog: None,
         }
-        let f = self.0.fields.get(name).ok_or_else(|| filter::FilterError {
-            pointer: String::new(),
-            kind: filter::FilterErrorKind::UnknownField,
-            message: format!("unknown field `{name}`"),
-            candidates: vec![],
-        })?;
-        Ok(filter::FieldFacts {
+    }
+
+    pub fn with_links(entity: &'a EntityModel, catalog: &'a crate::catalog::Catalog) -> Self {
+        FieldsScope {
+            entity,
+            catalog: Some(catalog),
+        }
+    }
+
+    /// A field of `entity` (system fields included): its facts and column kind.
+    fn own(
+        entity: &EntityModel,
+        name: &str,
+    ) -> Option<(filter::FieldFacts, crate::store::ColumnKind)> {
+        if let Some((_, kind)) = crate::read::load::SYSTEM_COLUMNS
+            .iter()
+            .find(|(n, _)| *n == name)
+        {
+            let facts_kind = trellis_engine::check::SYSTEM_FIELDS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(FieldType::Integer, |(_, k)| *k);
+            return Some((
+                filter::FieldFacts {
+                    kind: facts_kind,
+                    options: vec![],
+                    multiple: false,
+                },
+                *kind,
+            ));
+        }
+        let f = entity.fields.get(name)?;
+        let facts = filter::FieldFacts {
             kind: f.def.kind,
             options: f
                 .def
@@ -413,7 +423,42 @@ impl filter::FilterScope for FieldsScope<'_> {
                 .map(|o| o.value().to_owned())
                 .collect(),
             multiple: f.def.multiple,
-        })
+        };
+        Some((facts, f.column))
+    }
+
+    /// The linked entity behind a link field.
+    fn target(&self, link: &str) -> Option<std::sync::Arc<EntityModel>> {
+        let table = self.entity.fields.get(link)?.target_table.as_ref()?;
+        self.catalog?.entity_by_table(table)
+    }
+}
+
+impl filter::FilterScope for FieldsScope<'_> {
+    fn field(&self, path: &[String]) -> Result<filter::FieldFacts, filter::FilterError> {
+        let unknown = |what: String| filter::FilterError {
+            pointer: String::new(),
+            kind: filter::FilterErrorKind::UnknownField,
+            message: what,
+            candidates: vec![],
+        };
+        match path {
+            [name] => Self::own(self.entity, name)
+                .map(|(f, _)| f)
+                .ok_or_else(|| unknown(format!("unknown field `{name}`"))),
+            [link, name] => {
+                let target = self.target(link).ok_or_else(|| {
+                    unknown(format!("`{link}` is not a link that can be followed"))
+                })?;
+                Self::own(&target, name)
+                    .map(|(f, _)| f)
+                    .ok_or_else(|| unknown(format!("unknown field `{link}.{name}`")))
+            }
+            _ => Err(unknown(format!(
+                "`{}` follows more than one link",
+                path.join(".")
+            ))),
+        }
     }
     fn user_attribute(&self, _name: &str) -> Option<filter::FieldFacts> {
         Some(filter::FieldFacts {
@@ -424,6 +469,23 @@ impl filter::FilterScope for FieldsScope<'_> {
     }
     fn user_attributes(&self) -> Vec<String> {
         vec![]
+    }
+}
+
+impl crate::store::filter_sql::Columns for FieldsScope<'_> {
+    fn column(
+        &self,
+        path: &[String],
+    ) -> Option<(Option<(String, String)>, crate::store::ColumnKind)> {
+        match path {
+            [name] => Self::own(self.entity, name).map(|(_, k)| (None, k)),
+            [link, name] => {
+                let target = self.target(link)?;
+                Self::own(&target, name)
+                    .map(|(_, k)| (Some((link.clone(), target.table.clone())), k))
+            }
+            _ => None,
+        }
     }
 }
 
