@@ -309,20 +309,7 @@ async fn measure(store: &Store, rows: u64) -> Result<Vec<Case>, String> {
 
 /// `?` placeholders, numbered for PostgreSQL.
 fn sql(dialect: Dialect, text: &str) -> String {
-    if dialect == Dialect::Sqlite {
-        return text.to_owned();
-    }
-    let mut n = 0;
-    text.chars()
-        .map(|c| {
-            if c == '?' {
-                n += 1;
-                format!("${n}")
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    dialect.numbered(text)
 }
 
 fn money(dialect: Dialect, cents: i64) -> Value {

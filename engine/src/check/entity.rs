@@ -356,111 +356,58 @@ fn check_field(
             | FieldType::Url
     );
     let select = matches!(kind, FieldType::Select | FieldType::MultiSelect);
-    only(
-        ctx,
-        field.target.is_some(),
-        "target",
-        kind == FieldType::Link,
-        "link",
+    let links = kind == FieldType::Link;
+    let numbers = "integer, decimal, money and percent";
+    let exacts = "decimal, money and percent";
+    let several = matches!(
+        kind,
+        FieldType::Link | FieldType::User | FieldType::Attachment
     );
-    only(
-        ctx,
-        field.link_filter.is_some(),
-        "link_filter",
-        kind == FieldType::Link,
-        "link",
+    let scalar = !matches!(
+        kind,
+        FieldType::Table | FieldType::Json | FieldType::Attachment
     );
-    only(
-        ctx,
-        field.on_delete.is_some(),
-        "on_delete",
-        kind == FieldType::Link,
-        "link",
-    );
-    only(
-        ctx,
-        field.options.is_some(),
-        "options",
-        select,
-        "select and multi_select",
-    );
-    only(
-        ctx,
-        field.fields.is_some(),
-        "fields",
-        kind == FieldType::Table,
-        "table",
-    );
-    only(
-        ctx,
-        field.min.is_some(),
-        "min",
-        numeric,
-        "integer, decimal, money and percent",
-    );
-    only(
-        ctx,
-        field.max.is_some(),
-        "max",
-        numeric,
-        "integer, decimal, money and percent",
-    );
-    only(
-        ctx,
-        field.precision.is_some(),
-        "precision",
-        exact,
-        "decimal, money and percent",
-    );
-    only(
-        ctx,
-        field.scale.is_some(),
-        "scale",
-        exact,
-        "decimal, money and percent",
-    );
-    only(
-        ctx,
-        field.currency.is_some(),
-        "currency",
-        kind == FieldType::Money,
-        "money",
-    );
-    only(
-        ctx,
-        field.min_length.is_some(),
-        "min_length",
-        textual,
-        "text",
-    );
-    only(
-        ctx,
-        field.max_length.is_some(),
-        "max_length",
-        textual,
-        "text",
-    );
-    only(ctx, field.pattern.is_some(), "pattern", textual, "text");
-    only(
-        ctx,
-        field.multiple,
-        "multiple",
-        matches!(
-            kind,
-            FieldType::Link | FieldType::User | FieldType::Attachment
+    // Which keys apply to which field types: (key given, key, fits this type, the types it fits).
+    let applicability = [
+        (field.target.is_some(), "target", links, "link"),
+        (field.link_filter.is_some(), "link_filter", links, "link"),
+        (field.on_delete.is_some(), "on_delete", links, "link"),
+        (
+            field.options.is_some(),
+            "options",
+            select,
+            "select and multi_select",
         ),
-        "link, user and attachment",
-    );
-    only(
-        ctx,
-        field.unique,
-        "unique",
-        !matches!(
-            kind,
-            FieldType::Table | FieldType::Json | FieldType::Attachment
+        (
+            field.fields.is_some(),
+            "fields",
+            kind == FieldType::Table,
+            "table",
         ),
-        "scalar",
-    );
+        (field.min.is_some(), "min", numeric, numbers),
+        (field.max.is_some(), "max", numeric, numbers),
+        (field.precision.is_some(), "precision", exact, exacts),
+        (field.scale.is_some(), "scale", exact, exacts),
+        (
+            field.currency.is_some(),
+            "currency",
+            kind == FieldType::Money,
+            "money",
+        ),
+        (field.min_length.is_some(), "min_length", textual, "text"),
+        (field.max_length.is_some(), "max_length", textual, "text"),
+        (field.pattern.is_some(), "pattern", textual, "text"),
+        (
+            field.multiple,
+            "multiple",
+            several,
+            "link, user and attachment",
+        ),
+        (field.unique, "unique", scalar, "scalar"),
+    ];
+    for (present, key, fits, types) in applicability {
+        only(ctx, present, key, fits, types);
+    }
 
     if kind == FieldType::Link {
         match &field.target {

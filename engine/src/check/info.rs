@@ -86,6 +86,14 @@ impl FieldInfo {
         }
     }
 
+    /// A plain text field, for values that are text wherever they go.
+    pub fn text() -> FieldInfo {
+        FieldInfo {
+            system: false,
+            ..FieldInfo::system(FieldType::Text)
+        }
+    }
+
     pub fn facts(&self) -> FieldFacts {
         FieldFacts {
             kind: self.kind,

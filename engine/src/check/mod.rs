@@ -194,19 +194,15 @@ impl<'a> Ctx<'a> {
                 .get(&self.app_name)
                 .cloned()
                 .unwrap_or_default();
-            let beside = self.app.dir.parent().map(|p| p.join(&app).join("app.yaml"));
-            if !self.ws.apps.contains_key(&app) && beside.is_some_and(|p| p.is_file()) {
-                self.push(
-                    file.error(
-                        Code::UnknownApp,
-                        ptr,
-                        format!("app `{app}` is not a dependency of `{}`", self.app_name),
-                    )
-                    .with_help(format!("add `{app}` to `depends` in app.yaml")),
-                );
-                return None;
-            }
-            if !self.ws.apps.contains_key(&app) {
+            // An app that exists beside this one (or is being checked) but is not
+            // declared a dependency gets the fix, not "unknown".
+            let beside = self
+                .app
+                .dir
+                .parent()
+                .is_some_and(|p| p.join(&app).join("app.yaml").is_file());
+            let known_app = self.ws.apps.contains_key(&app);
+            if !known_app && !beside {
                 let known: Vec<&str> = self.ws.apps.keys().map(String::as_str).collect();
                 self.push(
                     file.error(Code::UnknownApp, ptr, format!("unknown app `{app}`"))
@@ -215,7 +211,7 @@ impl<'a> Ctx<'a> {
                 );
                 return None;
             }
-            if !depends.contains(&app) {
+            if !known_app || !depends.contains(&app) {
                 self.push(
                     file.error(
                         Code::UnknownApp,

@@ -362,11 +362,16 @@ fn effects(ctx: &mut Ctx, file: &SourceFile, at: &str, effects: &[Effect], entit
                 else {
                     continue;
                 };
+                // A split record's fields may use the value it was split by.
+                let mut field_vars = vars.clone();
+                if create.split_by.is_some() {
+                    field_vars.push("split");
+                }
                 for (name, value) in &create.fields {
                     let fat = format!("{cat}/fields/{}", crate::source::escape(name));
                     if let Some(f) = ctx.field(file, &fat, &target.fields, name, &target.name) {
                         let f = f.clone();
-                        ctx.value(file, &fat, value, &f, name, &vars);
+                        ctx.value(file, &fat, value, &f, name, &field_vars);
                     }
                 }
                 for (name, mapping) in &create.lines {
@@ -510,6 +515,63 @@ fn effects(ctx: &mut Ctx, file: &SourceFile, at: &str, effects: &[Effect], entit
             }
             Effect::Run(script) => {
                 ctx.inline_script(file, &format!("{eat}/run"), script, 0, &HOOK_VARIABLES)
+            }
+            Effect::CreateAccount(account) => {
+                let aat = format!("{eat}/create_account");
+                ctx.roles(file, &format!("{aat}/roles"), &account.roles);
+                if account.roles.is_empty() {
+                    ctx.push(file.key_error(
+                        Code::MissingKey,
+                        &format!("{aat}/roles"),
+                        "an account needs at least one role",
+                    ));
+                }
+                let text = super::info::FieldInfo::text();
+                for (key, value) in [
+                    ("username", Some(&account.username)),
+                    ("email", Some(&account.email)),
+                    ("display_name", account.display_name.as_ref()),
+                ] {
+                    if let Some(value) = value {
+                        ctx.value(file, &format!("{aat}/{key}"), value, &text, key, &vars);
+                    }
+                }
+                for (name, value) in &account.attributes {
+                    let at = format!("{aat}/attributes/{}", crate::source::escape(name));
+                    match ctx.ws.user_attributes.get(name).cloned() {
+                        Some(attribute) => ctx.value(file, &at, value, &attribute, name, &vars),
+                        None => {
+                            let known: Vec<&str> =
+                                ctx.ws.user_attributes.keys().map(String::as_str).collect();
+                            ctx.push(
+                                file.key_error(
+                                    Code::UnknownVariable,
+                                    &at,
+                                    format!("unknown user attribute `{name}`"),
+                                )
+                                .suggest(name, known)
+                                .with_help_if_none(
+                                    "declare it under `user_attributes` in roles.yaml",
+                                ),
+                            );
+                        }
+                    }
+                }
+                if let Some(back) = &account.link_back {
+                    let bat = format!("{aat}/link_back");
+                    if let Some(f) = ctx.field(file, &bat, &entity.fields, back, &entity.name)
+                        && f.kind != FieldType::User
+                    {
+                        ctx.push(file.error(
+                            Code::WrongFieldType,
+                            &bat,
+                            format!(
+                                "`{back}` is {}; the account goes into a user field",
+                                a_field(f.kind)
+                            ),
+                        ));
+                    }
+                }
             }
         }
     }

@@ -25,8 +25,8 @@ pub use entity::{
 };
 pub use label::{Color, Label, Translations};
 pub use workflow::{
-    Action, Approval, CreateRecord, Due, Effect, Guard, LineMapping, Notify, OneOrMany, State,
-    UpdateLinked, Workflow,
+    Action, Approval, CreateAccount, CreateRecord, Due, Effect, Guard, LineMapping, Notify,
+    OneOrMany, State, UpdateLinked, Workflow,
 };
 
 use schemars::JsonSchema;

@@ -144,6 +144,8 @@ pub enum Approval {
     Any,
     /// Every eligible approver must approve (countersign).
     All,
+    /// One approval from each listed role (a manager and finance), whoever gives it.
+    EachRole,
     /// At least N approvers must approve (`{quorum: 2}`).
     Quorum(u32),
 }
@@ -170,6 +172,9 @@ pub enum Effect {
     Update(UpdateLinked),
     /// Tell people.
     Notify(Notify),
+    /// Create a platform login for the record (a supplier's portal account); the
+    /// generated password goes to the account's e-mail.
+    CreateAccount(CreateAccount),
     /// Run a Rhai hook with `record` and the record API.
     Run(String),
 }
@@ -187,7 +192,8 @@ pub struct CreateRecord {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub lines: IndexMap<String, LineMapping>,
     /// Create one record per distinct value of this field of the source lines
-    /// (one purchase order per supplier); only those lines go into each.
+    /// (one purchase order per supplier); only those lines go into each, and
+    /// `fields` expressions see the value as `split` (`supplier: =split`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_by: Option<String>,
     /// A link field of the source that receives the new record (the first one when split).
@@ -206,6 +212,27 @@ pub struct LineMapping {
     /// Only source lines matching this filter are carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Filter>,
+}
+
+/// A user account created by an action.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    /// The login name: a literal or `=expression` over the record (`=email`).
+    pub username: ValueExpr,
+    /// Where the generated password is sent (`=email`).
+    pub email: ValueExpr,
+    /// The name shown for the account (`=name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<ValueExpr>,
+    /// The roles the account gets (usually an external role).
+    pub roles: Vec<String>,
+    /// Values of declared user attributes, binding the account to records (`supplier: =id`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub attributes: IndexMap<String, ValueExpr>,
+    /// A user field of the record that receives the new account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_back: Option<String>,
 }
 
 /// Sets fields of the record a link field points to.

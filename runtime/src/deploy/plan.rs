@@ -270,6 +270,6 @@ fn create_index(
             "create {what} {name} on {table_name} ({})",
             index.columns.join(", ")
         ),
-        sql: vec![dialect.render(&stmt)],
+        sql: vec![dialect.index_nulls_first(dialect.render(&stmt), &index.columns)],
     }
 }

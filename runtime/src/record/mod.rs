@@ -18,6 +18,19 @@ pub struct Record {
     pub titles: Map<String, Json>,
 }
 
+/// The distinct record ids in a link field of several records' values.
+pub fn linked_ids<'a>(
+    records: impl Iterator<Item = &'a Map<String, Json>>,
+    field: &str,
+) -> Vec<i64> {
+    let mut ids: Vec<i64> = records
+        .filter_map(|values| values.get(field).and_then(Json::as_i64))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// One problem with one field of an input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

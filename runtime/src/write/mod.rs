@@ -556,12 +556,7 @@ impl RecordWriter {
             let Some(target) = &field.target_table else {
                 continue;
             };
-            let mut ids: Vec<i64> = records
-                .iter()
-                .filter_map(|r| r.values.get(name).and_then(Json::as_i64))
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
+            let ids = crate::record::linked_ids(records.iter().map(|r| &r.values), name);
             if ids.is_empty() {
                 continue;
             }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use sea_orm::{ConnectionTrait, Statement};
 use trellis_engine::CheckedModel;
-use trellis_runtime::{Dialect, Store};
+use trellis_runtime::Store;
 
 const DEFAULT_POSTGRES: &str = "postgres://trellis:trellis@127.0.0.1:5432/postgres";
 
@@ -133,21 +133,6 @@ pub async fn count(store: &Store, sql: &str) -> i64 {
 }
 
 fn statement(store: &Store, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let sql = match store.dialect() {
-        Dialect::Sqlite => sql.to_owned(),
-        Dialect::Postgres => {
-            let mut n = 0;
-            sql.chars()
-                .map(|c| {
-                    if c == '?' {
-                        n += 1;
-                        format!("${n}")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect()
-        }
-    };
+    let sql = store.dialect().numbered(sql);
     Statement::from_sql_and_values(store.dialect().backend(), sql, values)
 }
