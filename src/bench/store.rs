@@ -461,7 +461,7 @@ async fn raw_list(
     );
     let page = sql(
         dialect,
-        "SELECT o.*, c.name AS customer_name FROM bench__order o LEFT JOIN bench__customer c ON c.id = o.customer WHERE o.status = ? AND o.region = ? ORDER BY o.ordered_on DESC, o.id LIMIT 51",
+        "SELECT o.*, c.name AS customer_name FROM bench__order o LEFT JOIN bench__customer c ON c.id = o.customer WHERE o.status = ? AND o.region = ? ORDER BY o.ordered_on DESC NULLS LAST, o.id LIMIT 51",
     );
     let n = conn
         .query_one_raw(Statement::from_sql_and_values(
