@@ -171,7 +171,7 @@ fn load_folder(folder: &Path, kind: FileKind, app: &mut LoadedApp, diags: &mut D
         if !valid_name(&name) {
             diags.push(
                 Diagnostic::file(Code::InvalidName, &path, format!("`{name}` is not a valid name"))
-                    .with_help("names are lowercase letters, digits and `_`, starting with a letter, at most 48 characters"),
+                    .with_help("names are lowercase letters, digits and single `_`, starting with a letter, at most 48 characters"),
             );
         }
         match kind {
@@ -282,10 +282,14 @@ fn load_item<T: DeserializeOwned>(
     }
 }
 
-/// Whether a name is a valid identifier for entities, fields, states and the like.
+/// Whether a name is a valid identifier for entities, fields, states and the like:
+/// lowercase letters, digits and single underscores, starting with a letter. A
+/// double underscore is kept for the runtime, which joins names with it
+/// (`crm__customer__lines`), so that no two names ever make the same table.
 pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 48
+        && !name.contains("__")
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }

@@ -313,3 +313,12 @@ fn exact_numbers_mix_with_float_literals_and_stay_exact() {
         Ok("0.8379".to_owned())
     );
 }
+
+#[test]
+fn names_are_lowercase_identifiers_without_double_underscores() {
+    use trellis_engine::load::valid_name;
+    assert!(valid_name("sales_order") && valid_name("a1"));
+    for bad in ["Sales", "1st", "_x", "a__b", "a-b", "", &"x".repeat(49)] {
+        assert!(!valid_name(bad), "`{bad}` should be refused");
+    }
+}

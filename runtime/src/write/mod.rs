@@ -214,6 +214,7 @@ impl RecordWriter {
                         .into(),
                     );
                 }
+                // One value per column by construction (system columns, then every field).
                 insert.values_panic(values);
             }
             // Both databases return the ids of a multi-row insert in the order of its rows.
@@ -738,6 +739,7 @@ async fn insert_lines(
             .into_table(Alias::new(model.table.as_str()))
             .columns(columns);
         for values in chunk {
+            // Each row was built as parent_id, position, then every line field: one per column.
             insert.values_panic(values.iter().cloned());
         }
         txn.execute(&insert).await?;
