@@ -51,6 +51,24 @@ enum Command {
         /// The folder to create; its name becomes the app's name.
         folder: PathBuf,
     },
+    /// Run Trellis: deploy the apps and serve them (SQLite under `--data-dir`, or
+    /// PostgreSQL with `DATABASE_URL`). The first run creates an `admin` account.
+    Serve {
+        /// App folders (default: every app under `apps/`).
+        apps: Vec<PathBuf>,
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Also serve the apps under `examples/`.
+        #[arg(long)]
+        examples: bool,
+        /// Where the SQLite database lives when no database URL is given.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// `postgres://…` to use PostgreSQL instead of SQLite.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Plan the database change a model needs and apply it (`--plan` only prints it).
     Migrate {
         /// App folders (default: every app under `apps/`).
@@ -241,6 +259,61 @@ fn run(command: Command) -> Result<ExitCode, String> {
             rows,
             database_url,
         }),
+        Command::Serve {
+            apps,
+            bind,
+            examples,
+            data_dir,
+            database_url,
+        } => {
+            let dirs = app_dirs(apps, examples);
+            let report = trellis_engine::check(&dirs);
+            let Some(model) = report.model else {
+                eprint!("{}", report.diagnostics.render());
+                return Ok(ExitCode::from(1));
+            };
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let store = match &database_url {
+                    Some(url) => trellis_runtime::Store::connect(url).await,
+                    None => trellis_runtime::Store::open_data_dir(&data_dir).await,
+                }
+                .map_err(|e| e.to_string())?;
+                let password = std::env::var("TRELLIS_ADMIN_PASSWORD").ok();
+                match trellis_runtime::serve::prepare(&store, &model, password.as_deref()).await? {
+                    trellis_runtime::account::AdminAccount::Generated(p) => {
+                        println!(
+                            "created the admin account; its password, shown only this once: {p}"
+                        );
+                        println!("(set TRELLIS_ADMIN_PASSWORD on the first run to choose it)");
+                    }
+                    trellis_runtime::account::AdminAccount::Created => {
+                        println!("created the admin account with TRELLIS_ADMIN_PASSWORD")
+                    }
+                    trellis_runtime::account::AdminAccount::Existing => {}
+                }
+                let apps: Vec<String> = model.apps().iter().map(|a| a.name()).collect();
+                println!(
+                    "apps: {}",
+                    if apps.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        apps.join(", ")
+                    }
+                );
+                let state = trellis_runtime::serve::AppState {
+                    store: store.clone(),
+                    catalog: std::sync::Arc::new(trellis_runtime::Catalog::new(&model)),
+                };
+                trellis_runtime::serve::serve(state, bind, |addr| {
+                    println!("listening on http://{addr}")
+                })
+                .await?;
+                store.close().await.map_err(|e| e.to_string())?;
+                println!("stopped");
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Command::Migrate {
             apps,
             plan,

@@ -8,10 +8,12 @@
 //! **Invariant:** the runtime never parses YAML; it accepts only a
 //! [`trellis_engine::CheckedModel`].
 
+pub mod account;
 pub mod catalog;
 pub mod deploy;
 pub mod read;
 pub mod record;
+pub mod serve;
 pub mod store;
 pub mod write;
 

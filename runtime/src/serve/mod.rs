@@ -1,0 +1,96 @@
+//! `trellis serve`: opens the store, deploys the apps, makes sure an admin
+//! account exists, and serves HTTP until told to stop. Today the server answers
+//! `GET /healthz`; the REST API and web forms are built on it next.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use sea_orm::ConnectionTrait;
+
+use crate::account::{AdminAccount, ensure_admin};
+use crate::catalog::Catalog;
+use crate::store::Store;
+
+/// What the server shares between requests.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// 200 when the database answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    let backend = state.store.dialect().backend();
+    match state
+        .store
+        .connection()
+        .execute_raw(sea_orm::Statement::from_string(backend, "SELECT 1"))
+        .await
+    {
+        Ok(_) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n"),
+    }
+}
+
+/// Prepares the store for serving `model`: deploys it and creates the admin account.
+pub async fn prepare(
+    store: &Store,
+    model: &trellis_engine::CheckedModel,
+    admin_password: Option<&str>,
+) -> Result<AdminAccount, String> {
+    crate::deploy::deploy_model(store, model, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    ensure_admin(store, admin_password)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Serves until Ctrl-C or SIGTERM; requests in flight finish first.
+pub async fn serve(
+    state: AppState,
+    bind: SocketAddr,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    on_listening(local);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
