@@ -134,6 +134,86 @@ fn main() -> ExitCode {
     }
 }
 
+/// Checks the apps to run; when they do not check, prints why and returns nothing.
+fn checked_apps(apps: Vec<PathBuf>, examples: bool) -> Option<trellis_engine::CheckedModel> {
+    let report = trellis_engine::check(&app_dirs(apps, examples));
+    if report.model.is_none() {
+        eprint!("{}", report.diagnostics.render());
+    }
+    report.model
+}
+
+/// PostgreSQL when a URL is given, else the SQLite database of the data directory.
+async fn open_store(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<trellis_runtime::Store, String> {
+    match database_url {
+        Some(url) => trellis_runtime::Store::connect(url).await,
+        None => trellis_runtime::Store::open_data_dir(data_dir).await,
+    }
+    .map_err(|e| e.to_string())
+}
+
+async fn serve(
+    model: trellis_engine::CheckedModel,
+    bind: std::net::SocketAddr,
+    database_url: Option<String>,
+    data_dir: PathBuf,
+) -> Result<ExitCode, String> {
+    use trellis_runtime::account::AdminAccount;
+    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let password = std::env::var("TRELLIS_ADMIN_PASSWORD").ok();
+    match trellis_runtime::serve::prepare(&store, &model, password.as_deref()).await? {
+        AdminAccount::Generated(p) => {
+            println!("created the admin account; its password, shown only this once: {p}");
+            println!("(set TRELLIS_ADMIN_PASSWORD on the first run to choose it)");
+        }
+        AdminAccount::Created => println!("created the admin account with TRELLIS_ADMIN_PASSWORD"),
+        AdminAccount::Existing => {}
+    }
+    let apps: Vec<String> = model.apps().iter().map(|a| a.name()).collect();
+    println!(
+        "apps: {}",
+        if apps.is_empty() {
+            "none".to_owned()
+        } else {
+            apps.join(", ")
+        }
+    );
+    let state = trellis_runtime::serve::AppState {
+        store: store.clone(),
+        catalog: std::sync::Arc::new(trellis_runtime::Catalog::new(&model)),
+    };
+    trellis_runtime::serve::serve(state, bind, |addr| println!("listening on http://{addr}"))
+        .await?;
+    store.close().await.map_err(|e| e.to_string())?;
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(
+    model: trellis_engine::CheckedModel,
+    plan: bool,
+    allow_destructive: bool,
+    database_url: Option<String>,
+    data_dir: PathBuf,
+) -> Result<ExitCode, String> {
+    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let schema_plan = if plan {
+        trellis_runtime::plan_model(&store, &model, allow_destructive).await
+    } else {
+        trellis_runtime::deploy_model(&store, &model, allow_destructive).await
+    }
+    .map_err(|e| e.to_string())?;
+    print!("{schema_plan}");
+    if !plan && !schema_plan.steps.is_empty() {
+        println!("applied");
+    }
+    store.close().await.map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The app folders to run: those named, else every app under `apps/`; plus the
 /// examples when asked.
 fn app_dirs(named: Vec<PathBuf>, examples: bool) -> Vec<PathBuf> {
@@ -266,53 +346,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             data_dir,
             database_url,
         } => {
-            let dirs = app_dirs(apps, examples);
-            let report = trellis_engine::check(&dirs);
-            let Some(model) = report.model else {
-                eprint!("{}", report.diagnostics.render());
+            let Some(model) = checked_apps(apps, examples) else {
                 return Ok(ExitCode::from(1));
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let store = match &database_url {
-                    Some(url) => trellis_runtime::Store::connect(url).await,
-                    None => trellis_runtime::Store::open_data_dir(&data_dir).await,
-                }
-                .map_err(|e| e.to_string())?;
-                let password = std::env::var("TRELLIS_ADMIN_PASSWORD").ok();
-                match trellis_runtime::serve::prepare(&store, &model, password.as_deref()).await? {
-                    trellis_runtime::account::AdminAccount::Generated(p) => {
-                        println!(
-                            "created the admin account; its password, shown only this once: {p}"
-                        );
-                        println!("(set TRELLIS_ADMIN_PASSWORD on the first run to choose it)");
-                    }
-                    trellis_runtime::account::AdminAccount::Created => {
-                        println!("created the admin account with TRELLIS_ADMIN_PASSWORD")
-                    }
-                    trellis_runtime::account::AdminAccount::Existing => {}
-                }
-                let apps: Vec<String> = model.apps().iter().map(|a| a.name()).collect();
-                println!(
-                    "apps: {}",
-                    if apps.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        apps.join(", ")
-                    }
-                );
-                let state = trellis_runtime::serve::AppState {
-                    store: store.clone(),
-                    catalog: std::sync::Arc::new(trellis_runtime::Catalog::new(&model)),
-                };
-                trellis_runtime::serve::serve(state, bind, |addr| {
-                    println!("listening on http://{addr}")
-                })
-                .await?;
-                store.close().await.map_err(|e| e.to_string())?;
-                println!("stopped");
-                Ok(ExitCode::SUCCESS)
-            })
+            runtime.block_on(serve(model, bind, database_url, data_dir))
         }
         Command::Migrate {
             apps,
@@ -322,32 +360,17 @@ fn run(command: Command) -> Result<ExitCode, String> {
             data_dir,
             database_url,
         } => {
-            let dirs = app_dirs(apps, examples);
-            let report = trellis_engine::check(&dirs);
-            let Some(model) = report.model else {
-                eprint!("{}", report.diagnostics.render());
+            let Some(model) = checked_apps(apps, examples) else {
                 return Ok(ExitCode::from(1));
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(async {
-                let store = match &database_url {
-                    Some(url) => trellis_runtime::Store::connect(url).await,
-                    None => trellis_runtime::Store::open_data_dir(&data_dir).await,
-                }
-                .map_err(|e| e.to_string())?;
-                let schema_plan = if plan {
-                    trellis_runtime::plan_model(&store, &model, allow_destructive).await
-                } else {
-                    trellis_runtime::deploy_model(&store, &model, allow_destructive).await
-                }
-                .map_err(|e| e.to_string())?;
-                print!("{schema_plan}");
-                if !plan && !schema_plan.steps.is_empty() {
-                    println!("applied");
-                }
-                store.close().await.map_err(|e| e.to_string())?;
-                Ok(ExitCode::SUCCESS)
-            })
+            runtime.block_on(migrate(
+                model,
+                plan,
+                allow_destructive,
+                database_url,
+                data_dir,
+            ))
         }
     }
 }
