@@ -5,7 +5,7 @@ mod bench;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use trellis_engine::graph::WorkflowGraph;
 use trellis_engine::schema::FileKind;
 
@@ -54,40 +54,22 @@ enum Command {
     /// Run Trellis: deploy the apps and serve them (SQLite under `--data-dir`, or
     /// PostgreSQL with `DATABASE_URL`). The first run creates an `admin` account.
     Serve {
-        /// App folders (default: every app under `apps/`).
-        apps: Vec<PathBuf>,
+        #[command(flatten)]
+        target: Deployment,
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
-        /// Also serve the apps under `examples/`.
-        #[arg(long)]
-        examples: bool,
-        /// Where the SQLite database lives when no database URL is given.
-        #[arg(long, default_value = "data")]
-        data_dir: PathBuf,
-        /// `postgres://…` to use PostgreSQL instead of SQLite.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
     },
     /// Plan the database change a model needs and apply it (`--plan` only prints it).
     Migrate {
-        /// App folders (default: every app under `apps/`).
-        apps: Vec<PathBuf>,
+        #[command(flatten)]
+        target: Deployment,
         /// Print the plan without applying it.
         #[arg(long)]
         plan: bool,
         /// Also drop the columns and tables of removed fields and entities, with their data.
         #[arg(long)]
         allow_destructive: bool,
-        /// Add the apps under `examples/`.
-        #[arg(long)]
-        examples: bool,
-        /// Where the SQLite database lives when no database URL is given.
-        #[arg(long, default_value = "data")]
-        data_dir: PathBuf,
-        /// `postgres://…` to use PostgreSQL instead of SQLite.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
     },
     /// Run a benchmark suite and print figures with their ratio to a raw baseline.
     Bench {
@@ -109,6 +91,22 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
     },
+}
+
+/// Which apps run against which database (`serve` and `migrate`).
+#[derive(Args)]
+struct Deployment {
+    /// App folders (default: every app under `apps/`).
+    apps: Vec<PathBuf>,
+    /// Add the apps under `examples/`.
+    #[arg(long)]
+    examples: bool,
+    /// Where the SQLite database lives when no database URL is given.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -144,13 +142,10 @@ fn checked_apps(apps: Vec<PathBuf>, examples: bool) -> Option<trellis_engine::Ch
 }
 
 /// PostgreSQL when a URL is given, else the SQLite database of the data directory.
-async fn open_store(
-    database_url: Option<&str>,
-    data_dir: &std::path::Path,
-) -> Result<trellis_runtime::Store, String> {
-    match database_url {
+async fn open_store(target: &Deployment) -> Result<trellis_runtime::Store, String> {
+    match &target.database_url {
         Some(url) => trellis_runtime::Store::connect(url).await,
-        None => trellis_runtime::Store::open_data_dir(data_dir).await,
+        None => trellis_runtime::Store::open_data_dir(&target.data_dir).await,
     }
     .map_err(|e| e.to_string())
 }
@@ -158,11 +153,10 @@ async fn open_store(
 async fn serve(
     model: trellis_engine::CheckedModel,
     bind: std::net::SocketAddr,
-    database_url: Option<String>,
-    data_dir: PathBuf,
+    target: &Deployment,
 ) -> Result<ExitCode, String> {
     use trellis_runtime::account::AdminAccount;
-    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let store = open_store(target).await?;
     let password = std::env::var("TRELLIS_ADMIN_PASSWORD").ok();
     match trellis_runtime::serve::prepare(&store, &model, password.as_deref()).await? {
         AdminAccount::Generated(p) => {
@@ -196,10 +190,9 @@ async fn migrate(
     model: trellis_engine::CheckedModel,
     plan: bool,
     allow_destructive: bool,
-    database_url: Option<String>,
-    data_dir: PathBuf,
+    target: &Deployment,
 ) -> Result<ExitCode, String> {
-    let store = open_store(database_url.as_deref(), &data_dir).await?;
+    let store = open_store(target).await?;
     let schema_plan = if plan {
         trellis_runtime::plan_model(&store, &model, allow_destructive).await
     } else {
@@ -339,38 +332,23 @@ fn run(command: Command) -> Result<ExitCode, String> {
             rows,
             database_url,
         }),
-        Command::Serve {
-            apps,
-            bind,
-            examples,
-            data_dir,
-            database_url,
-        } => {
-            let Some(model) = checked_apps(apps, examples) else {
+        Command::Serve { target, bind } => {
+            let Some(model) = checked_apps(target.apps.clone(), target.examples) else {
                 return Ok(ExitCode::from(1));
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(serve(model, bind, database_url, data_dir))
+            runtime.block_on(serve(model, bind, &target))
         }
         Command::Migrate {
-            apps,
+            target,
             plan,
             allow_destructive,
-            examples,
-            data_dir,
-            database_url,
         } => {
-            let Some(model) = checked_apps(apps, examples) else {
+            let Some(model) = checked_apps(target.apps.clone(), target.examples) else {
                 return Ok(ExitCode::from(1));
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(migrate(
-                model,
-                plan,
-                allow_destructive,
-                database_url,
-                data_dir,
-            ))
+            runtime.block_on(migrate(model, plan, allow_destructive, &target))
         }
     }
 }

@@ -268,7 +268,6 @@ fn check_required(
     cx: &Context,
     errors: &mut Vec<FieldError>,
 ) {
-    let flat = flat_values(record);
     for (name, field) in &entity.fields {
         let empty = match record.values.get(name) {
             None | Some(Json::Null) => true,
@@ -284,7 +283,7 @@ fn check_required(
                 .def
                 .required_when
                 .as_ref()
-                .is_some_and(|w| matches(w, entity, &flat, cx));
+                .is_some_and(|w| matches(w, entity, &record.values, cx));
         if needed {
             errors.push(FieldError::new(name, "required", "a value is required"));
         }
@@ -360,11 +359,6 @@ pub fn sql_condition(
 ) -> Option<sea_orm::sea_query::Condition> {
     let scope = FieldsScope::new(entity);
     crate::store::filter_sql::compile_with(filter, &scope, &scope, dialect, None).ok()
-}
-
-/// A record's scalar values, for evaluating conditions.
-pub fn flat_values(record: &Prepared) -> Map<String, Json> {
-    record.values.clone()
 }
 
 /// Field facts of an entity for checking conditions at run time: its fields and
