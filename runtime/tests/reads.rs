@@ -77,6 +77,7 @@ async fn seed(f: &Fixture) -> i64 {
             &account,
             map(json!({"name": "Acme", "region": "east"})),
             &Actor::user(1),
+            &Access::everything(),
         )
         .await
         .expect("acme")
@@ -98,7 +99,7 @@ async fn seed(f: &Fixture) -> i64 {
         })
         .collect();
     f.writer
-        .create_many(&deal, deals, &Actor::user(1))
+        .create_many(&deal, deals, &Actor::user(1), &Access::everything())
         .await
         .expect("deals");
     acme
@@ -193,8 +194,8 @@ async fn keyset_paging_returns_every_row_once_while_rows_are_inserted() {
             seen.extend(page.records.iter().map(|r| r.id));
             if inserted < 2 {
                 // One new row sorts before the cursor (not to be seen), one after it (to be seen).
-                f.writer.create(&deal, map(json!({"title": format!("Late {inserted}"), "seats": 100})), &Actor::user(1)).await.expect("late row");
-                f.writer.create(&deal, map(json!({"title": format!("Early {inserted}"), "seats": 0, "account": null})), &Actor::user(1)).await.expect("row");
+                f.writer.create(&deal, map(json!({"title": format!("Late {inserted}"), "seats": 100})), &Actor::user(1), &Access::everything()).await.expect("late row");
+                f.writer.create(&deal, map(json!({"title": format!("Early {inserted}"), "seats": 0, "account": null})), &Actor::user(1), &Access::everything()).await.expect("row");
                 inserted += 1;
             }
             match page.next {
@@ -311,6 +312,171 @@ async fn row_filters_bind_every_read() {
             .await
             .expect("aggregates");
         assert_eq!(groups[0].values, [json!(6), json!("57000.60")]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn row_filters_bind_updates_and_deletes_and_keep_writes_inside() {
+    each_backend("row_writes", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let actor = Actor::user(2);
+        let mine = Access::rows(filter(json!({"owner": "$user.id"})), &actor);
+        let all = Access::everything();
+        let first = |owner: i64| {
+            let (reader, deal) = (&f.reader, deal.clone());
+            async move {
+                let q = ListQuery {
+                    filter: Some(filter(json!({"owner": owner}))),
+                    ..Default::default()
+                };
+                reader
+                    .list(&deal, &q, &Access::everything())
+                    .await
+                    .expect("lists")
+                    .records[0]
+                    .clone()
+            }
+        };
+        let theirs = first(1).await;
+        let patch = map(json!({"title": "taken"}));
+        let err = f
+            .writer
+            .update(&deal, theirs.id, theirs.version, patch, &actor, &mine)
+            .await
+            .expect_err("outside the rows");
+        assert!(matches!(err, RecordError::NotFound { .. }), "{err}");
+        let err = f
+            .writer
+            .delete(&deal, theirs.id, &actor, &mine)
+            .await
+            .expect_err("outside the rows");
+        assert!(matches!(err, RecordError::NotFound { .. }), "{err}");
+        let untouched = f
+            .reader
+            .get(&deal, theirs.id, &all)
+            .await
+            .expect("still there");
+        assert_eq!(untouched.values["title"], theirs.values["title"]);
+
+        // A write may not move a record out of the caller's rows, nor create one outside them.
+        let own = first(2).await;
+        let err = f
+            .writer
+            .update(
+                &deal,
+                own.id,
+                own.version,
+                map(json!({"owner": 1})),
+                &actor,
+                &mine,
+            )
+            .await
+            .expect_err("gives it away");
+        assert!(matches!(err, RecordError::OutsideRows { .. }), "{err}");
+        let err = f
+            .writer
+            .create(
+                &deal,
+                map(json!({"title": "For Ann", "owner": 1})),
+                &actor,
+                &mine,
+            )
+            .await
+            .expect_err("someone else's");
+        assert!(matches!(err, RecordError::OutsideRows { .. }), "{err}");
+        f.writer
+            .create(
+                &deal,
+                map(json!({"title": "Mine", "owner": 2})),
+                &actor,
+                &mine,
+            )
+            .await
+            .expect("inside the rows");
+        f.writer
+            .delete(&deal, own.id, &actor, &mine)
+            .await
+            .expect("own record");
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM crm__deal WHERE owner = 1").await,
+            6
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hidden_fields_are_unknown_to_the_caller_and_read_only_ones_refuse_writes() {
+    each_backend("hidden_fields", async |store| {
+        let f = fixture(&store).await;
+        seed(&f).await;
+        let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let actor = Actor::user(2);
+        let limited = Access::everything()
+            .hiding(["amount".to_owned()])
+            .with_read_only(["stage".to_owned()]);
+        let page = f
+            .reader
+            .list(&deal, &ListQuery::default(), &limited)
+            .await
+            .expect("lists");
+        assert!(
+            page.records
+                .iter()
+                .all(|r| !r.values.contains_key("amount"))
+        );
+        let one = f
+            .reader
+            .get(&deal, page.records[0].id, &limited)
+            .await
+            .expect("gets");
+        assert!(!one.values.contains_key("amount"));
+        assert!(one.values.contains_key("stage"));
+        for q in [
+            ListQuery {
+                filter: Some(filter(json!({"amount": {"gt": 100}}))),
+                ..Default::default()
+            },
+            ListQuery {
+                sort: vec!["-amount".into()],
+                ..Default::default()
+            },
+        ] {
+            let err = f
+                .reader
+                .list(&deal, &q, &limited)
+                .await
+                .expect_err("unknown");
+            assert!(matches!(err, RecordError::BadQuery(_)), "{err}");
+            assert!(err.to_string().contains("amount"), "{err}");
+        }
+        let err = f
+            .reader
+            .aggregate(&deal, &[Measure::Sum("amount".into())], &[], None, &limited)
+            .await
+            .expect_err("unknown");
+        assert!(matches!(err, RecordError::BadQuery(_)), "{err}");
+        let err = f
+            .writer
+            .update(
+                &deal,
+                one.id,
+                one.version,
+                map(json!({"stage": "won", "amount": 1})),
+                &actor,
+                &limited,
+            )
+            .await
+            .expect_err("refused");
+        let codes: Vec<(&str, &str)> = err
+            .field_errors()
+            .iter()
+            .map(|e| (e.field.as_str(), e.code.as_str()))
+            .collect();
+        assert_eq!(codes, [("stage", "read_only"), ("amount", "unknown_field")]);
     })
     .await;
 }
@@ -449,7 +615,7 @@ async fn aggregates_group_and_bucket_in_sql_with_exact_money() {
             .map(|i| map(json!({"title": format!("c{i}"), "amount": "0.01", "stage": "lead"})))
             .collect();
         f.writer
-            .create_many(&deal, cents, &Actor::system())
+            .create_many(&deal, cents, &Actor::system(), &Access::everything())
             .await
             .expect("cents");
         let sum = f

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{count, each_backend, model, texts};
 use serde_json::{Map, Value as Json, json};
 use trellis_runtime::catalog::EntityModel;
-use trellis_runtime::{Actor, Catalog, RecordError, RecordWriter, Store, deploy_model};
+use trellis_runtime::{Access, Actor, Catalog, RecordError, RecordWriter, Store, deploy_model};
 
 const APP: &str = "name: sales\nlabel: Sales\n";
 
@@ -114,6 +114,7 @@ async fn customer(f: &Fixture, name: &str, code: &str) -> i64 {
             &c,
             input(json!({"name": name, "credit_code": code})),
             &Actor::user(7),
+            &Access::everything(),
         )
         .await
         .expect("customer")
@@ -135,6 +136,7 @@ async fn line_items_round_trip_and_update_by_diff() {
                     {"item": "valve", "qty": 3, "price": 0.2},
                 ]})),
                 &Actor::user(7),
+                &Access::everything(),
             )
             .await
             .expect("created");
@@ -173,6 +175,7 @@ async fn line_items_round_trip_and_update_by_diff() {
                     {"item": "seal", "qty": 10, "price": "1.5"},
                 ]})),
                 &Actor::user(8),
+                &Access::everything(),
             )
             .await
             .expect("updated");
@@ -218,29 +221,29 @@ async fn an_invalid_record_is_refused_with_every_field_error_and_nothing_written
         let c = f.entity("customer");
         let err = f
             .writer
-            .create(&c, input(json!({"name": "x".repeat(81), "market": "mars", "email": "nope", "vip": true})), &Actor::user(1))
+            .create(&c, input(json!({"name": "x".repeat(81), "market": "mars", "email": "nope", "vip": true})), &Actor::user(1), &Access::everything())
             .await
             .expect_err("invalid");
         let mut found: Vec<(String, String)> = err.field_errors().iter().map(|e| (e.field.clone(), e.code.clone())).collect();
         found.sort();
         assert_eq!(found, [("email".into(), "format".into()), ("market".into(), "option".into()), ("name".into(), "max_length".into()), ("vip".into(), "unknown_field".into())]);
         // Conditional required: a domestic customer needs a credit code, a foreign one does not.
-        let err = f.writer.create(&c, input(json!({"name": "Acme"})), &Actor::user(1)).await.expect_err("no credit code");
+        let err = f.writer.create(&c, input(json!({"name": "Acme"})), &Actor::user(1), &Access::everything()).await.expect_err("no credit code");
         assert_eq!(err.field_errors()[0].field, "credit_code");
         assert_eq!(err.field_errors()[0].code, "required");
-        f.writer.create(&c, input(json!({"name": "Globex", "market": "foreign"})), &Actor::user(1)).await.expect("foreign needs none");
+        f.writer.create(&c, input(json!({"name": "Globex", "market": "foreign"})), &Actor::user(1), &Access::everything()).await.expect("foreign needs none");
         // Line errors are located inside the line; validation rules report with their message.
         let o = f.entity("order");
         let id = customer(&f, "Acme", "1").await;
         let err = f
             .writer
-            .create(&o, input(json!({"customer": id, "number": "X", "note": "a", "lines": [{"qty": 0}, {"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1))
+            .create(&o, input(json!({"customer": id, "number": "X", "note": "a", "lines": [{"qty": 0}, {"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1), &Access::everything())
             .await
             .expect_err("invalid lines");
         let mut found: Vec<(&str, &str)> = err.field_errors().iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
         found.sort();
         assert_eq!(found, [("lines[0].qty", "min"), ("note", "min_length"), ("number", "read_only")]);
-        let err = f.writer.create(&o, input(json!({"customer": id, "lines": [{"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1)).await.expect_err("rule");
+        let err = f.writer.create(&o, input(json!({"customer": id, "lines": [{"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1), &Access::everything()).await.expect_err("rule");
         assert_eq!(err.field_errors()[0].message, "An order is at most one million");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order").await, 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order__lines").await, 0);
@@ -255,12 +258,26 @@ async fn a_stale_version_is_a_conflict_never_a_lost_update() {
         let c = f.entity("customer");
         let id = customer(&f, "Acme", "1").await;
         f.writer
-            .update(&c, id, 1, input(json!({"country": "CN"})), &Actor::user(1))
+            .update(
+                &c,
+                id,
+                1,
+                input(json!({"country": "CN"})),
+                &Actor::user(1),
+                &Access::everything(),
+            )
             .await
             .expect("first writer");
         let err = f
             .writer
-            .update(&c, id, 1, input(json!({"country": "DE"})), &Actor::user(2))
+            .update(
+                &c,
+                id,
+                1,
+                input(json!({"country": "DE"})),
+                &Actor::user(2),
+                &Access::everything(),
+            )
             .await
             .expect_err("second writer read version 1");
         assert!(
@@ -288,19 +305,19 @@ async fn unique_violations_name_the_existing_record() {
         let f = fixture(&store).await;
         let c = f.entity("customer");
         let first = customer(&f, "Acme", "91310000A").await;
-        let err = f.writer.create(&c, input(json!({"name": "Acme Two", "credit_code": "91310000A"})), &Actor::user(1)).await.expect_err("duplicate");
+        let err = f.writer.create(&c, input(json!({"name": "Acme Two", "credit_code": "91310000A"})), &Actor::user(1), &Access::everything()).await.expect_err("duplicate");
         let e = &err.field_errors()[0];
         assert_eq!((e.field.as_str(), e.code.as_str()), ("credit_code", "unique"));
         assert_eq!(e.message, format!("A domestic customer with this credit code exists: customer Acme (#{first})"));
         // The key is conditional: a foreign customer may carry the same code.
         f.writer.create(&c, input(json!({"name": "Acme GmbH", "market": "foreign", "credit_code": "91310000A", "country": "DE", "email": "a@acme.de"}))
-            , &Actor::user(1)).await.expect("foreign");
+            , &Actor::user(1), &Access::everything()).await.expect("foreign");
         // The foreign key compares trimmed, case-insensitive text across three fields.
-        let err = f.writer.create(&c, input(json!({"name": " ACME gmbh ", "market": "foreign", "country": "de", "email": "A@acme.de"})), &Actor::user(1)).await.expect_err("same foreign customer");
+        let err = f.writer.create(&c, input(json!({"name": " ACME gmbh ", "market": "foreign", "country": "de", "email": "A@acme.de"})), &Actor::user(1), &Access::everything()).await.expect_err("same foreign customer");
         assert!(err.field_errors()[0].message.contains("customer Acme GmbH"), "{err}");
-        f.writer.create(&c, input(json!({"name": "Acme GmbH", "market": "foreign", "country": "AT", "email": "a@acme.de"})), &Actor::user(1)).await.expect("another country");
+        f.writer.create(&c, input(json!({"name": "Acme GmbH", "market": "foreign", "country": "AT", "email": "a@acme.de"})), &Actor::user(1), &Access::everything()).await.expect("another country");
         // Updating a record to its own values is not a duplicate of itself.
-        f.writer.update(&c, first, 1, input(json!({"name": "Acme Ltd"})), &Actor::user(1)).await.expect("self");
+        f.writer.update(&c, first, 1, input(json!({"name": "Acme Ltd"})), &Actor::user(1), &Access::everything()).await.expect("self");
     })
     .await;
 }
@@ -312,14 +329,14 @@ async fn a_failure_midway_through_a_bulk_write_leaves_nothing() {
         let c = customer(&f, "Acme", "1").await;
         let o = f.entity("order");
         let orders: Vec<_> = (0..5).map(|i| input(json!({"customer": if i == 3 { 999_999 } else { c }, "lines": [{"item": "x", "qty": 1, "price": "1"}]}))).collect();
-        let err = f.writer.create_many(&o, orders, &Actor::user(1)).await.expect_err("row 3 links nowhere");
+        let err = f.writer.create_many(&o, orders, &Actor::user(1), &Access::everything()).await.expect_err("row 3 links nowhere");
         assert!(matches!(&err, RecordError::Row { row: 3, .. }), "{err}");
         assert_eq!(err.field_errors()[0].code, "link");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order").await, 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order__lines").await, 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_audit WHERE entity = 'order'").await, 0);
         let good: Vec<_> = (0..5).map(|_| input(json!({"customer": c}))).collect();
-        let made = f.writer.create_many(&o, good, &Actor::user(1)).await.expect("all good");
+        let made = f.writer.create_many(&o, good, &Actor::user(1), &Access::everything()).await.expect("all good");
         assert_eq!(made.len(), 5);
     })
     .await;
@@ -341,6 +358,7 @@ async fn deleting_respects_each_links_rule() {
                 &o,
                 input(json!({"customer": acme, "lines": [{"item": "x", "qty": 1, "price": "1"}]})),
                 &Actor::user(1),
+                &Access::everything(),
             )
             .await
             .expect("order");
@@ -350,6 +368,7 @@ async fn deleting_respects_each_links_rule() {
                 &t,
                 input(json!({"customer": acme, "subject": "noise"})),
                 &Actor::user(1),
+                &Access::everything(),
             )
             .await
             .expect("ticket");
@@ -359,12 +378,13 @@ async fn deleting_respects_each_links_rule() {
                 &k,
                 input(json!({"customer": acme, "name": "Li"})),
                 &Actor::user(1),
+                &Access::everything(),
             )
             .await
             .expect("contact");
         let err = f
             .writer
-            .delete(&c, acme, &Actor::user(1))
+            .delete(&c, acme, &Actor::user(1), &Access::everything())
             .await
             .expect_err("a contact links to it");
         assert!(
@@ -372,11 +392,11 @@ async fn deleting_respects_each_links_rule() {
             "{err}"
         );
         f.writer
-            .delete(&k, contact.id, &Actor::user(1))
+            .delete(&k, contact.id, &Actor::user(1), &Access::everything())
             .await
             .expect("contact deleted");
         f.writer
-            .delete(&c, acme, &Actor::user(1))
+            .delete(&c, acme, &Actor::user(1), &Access::everything())
             .await
             .expect("now it goes");
         assert_eq!(
@@ -403,7 +423,7 @@ async fn deleting_respects_each_links_rule() {
         );
         let err = f
             .writer
-            .delete(&c, acme, &Actor::user(1))
+            .delete(&c, acme, &Actor::user(1), &Access::everything())
             .await
             .expect_err("gone");
         assert!(matches!(err, RecordError::NotFound { .. }));
@@ -424,12 +444,22 @@ async fn concurrent_writers_get_unique_numbers_without_gaps_where_required() {
                 let ticket = f.entity("ticket");
                 let o = f
                     .writer
-                    .create(&order, input(json!({"customer": c})), &Actor::user(i))
+                    .create(
+                        &order,
+                        input(json!({"customer": c})),
+                        &Actor::user(i),
+                        &Access::everything(),
+                    )
                     .await
                     .expect("order");
                 let t = f
                     .writer
-                    .create(&ticket, input(json!({"subject": "s"})), &Actor::user(i))
+                    .create(
+                        &ticket,
+                        input(json!({"subject": "s"})),
+                        &Actor::user(i),
+                        &Access::everything(),
+                    )
                     .await
                     .expect("ticket");
                 (
@@ -477,7 +507,7 @@ async fn duplicates_inside_one_batch_are_refused_too() {
             input(json!({"name": "B", "market": "foreign", "credit_code": "X1", "country": "DE", "email": "b@b.de"})),
             input(json!({"name": "C", "credit_code": "X1"})),
         ];
-        let err = f.writer.create_many(&c, batch, &Actor::user(1)).await.expect_err("row 2 repeats row 0");
+        let err = f.writer.create_many(&c, batch, &Actor::user(1), &Access::everything()).await.expect_err("row 2 repeats row 0");
         assert!(matches!(&err, RecordError::Row { row: 2, .. }), "{err}");
         assert_eq!(err.field_errors()[0].code, "unique");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__customer").await, 0);

@@ -33,6 +33,7 @@ pub struct Options {
     pub iterations: u32,
     pub backend: Backend,
     pub rows: u64,
+    pub batch: u64,
     pub database_url: Option<String>,
 }
 
@@ -75,11 +76,12 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
             let cases = runtime.block_on(store::run(
                 options.backend,
                 options.rows.max(100),
+                options.batch.max(1),
                 options.database_url.clone(),
             ))?;
             (
                 "store",
-                json!({"backend": backend, "rows": options.rows.max(100)}),
+                json!({"backend": backend, "rows": options.rows.max(100), "batch": options.batch.max(1)}),
                 cases,
             )
         }

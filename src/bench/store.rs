@@ -47,7 +47,6 @@ indexes:
 
 const STATUSES: [&str; 3] = ["open", "shipped", "closed"];
 const REGIONS: [&str; 4] = ["east", "west", "north", "south"];
-const BATCH: u64 = 1000;
 
 /// A deterministic pseudo-random sequence, so runs are comparable.
 struct Lcg(u64);
@@ -105,11 +104,12 @@ fn order(i: u64, customers: &[i64]) -> (Map<String, Json>, Vec<Line>) {
 pub async fn run(
     backend: Backend,
     rows: u64,
+    batch: u64,
     database_url: Option<String>,
 ) -> Result<Vec<Case>, String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (store, cleanup) = open(backend, scratch.path(), database_url).await?;
-    let result = measure(&store, rows).await;
+    let result = measure(&store, rows, batch).await;
     store.close().await.map_err(|e| e.to_string())?;
     if let Some((admin, name)) = cleanup {
         admin
@@ -156,7 +156,7 @@ async fn open(
     }
 }
 
-async fn measure(store: &Store, rows: u64) -> Result<Vec<Case>, String> {
+async fn measure(store: &Store, rows: u64, batch: u64) -> Result<Vec<Case>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = dir.path().join("bench");
     std::fs::create_dir_all(app.join("entities")).map_err(|e| e.to_string())?;
@@ -193,7 +193,7 @@ async fn measure(store: &Store, rows: u64) -> Result<Vec<Case>, String> {
         })
         .collect();
     let customers = writer
-        .insert_many(&customer, names, &Actor::system())
+        .insert_many(&customer, names, &Actor::system(), &Access::everything())
         .await
         .map_err(err)?;
     let actor = Actor::user(1);
@@ -202,7 +202,7 @@ async fn measure(store: &Store, rows: u64) -> Result<Vec<Case>, String> {
     let started = Instant::now();
     let mut i = 0;
     while i < rows {
-        let batch: Vec<Map<String, Json>> = (i..(i + BATCH).min(rows))
+        let records: Vec<Map<String, Json>> = (i..(i + batch).min(rows))
             .map(|n| {
                 let (mut values, lines) = order(n, &customers);
                 values.insert("lines".into(), lines.iter().map(|(item, qty, price)| json!({"item": item, "qty": qty, "price": format!("{}.{:02}", price / 100, price % 100)})).collect());
@@ -210,13 +210,13 @@ async fn measure(store: &Store, rows: u64) -> Result<Vec<Case>, String> {
             })
             .collect();
         writer
-            .insert_many(&orders, batch, &actor)
+            .insert_many(&orders, records, &actor, &Access::everything())
             .await
             .map_err(err)?;
-        i += BATCH;
+        i += batch;
     }
     let trellis_insert = started.elapsed();
-    let raw_insert = raw_inserts(store, rows, &customers)
+    let raw_insert = raw_inserts(store, rows, batch, &customers)
         .await
         .map_err(|e| e.to_string())?;
 
@@ -333,6 +333,7 @@ fn date(dialect: Dialect, text: &str) -> Value {
 async fn raw_inserts(
     store: &Store,
     rows: u64,
+    batch: u64,
     customers: &[i64],
 ) -> Result<Duration, sea_orm::DbErr> {
     const CHUNK: u64 = 500;
@@ -351,8 +352,8 @@ async fn raw_inserts(
     while i < rows {
         let txn = store.connection().begin().await?;
         let mut n = i;
-        while n < (i + BATCH).min(rows) {
-            let end = (n + CHUNK).min((i + BATCH).min(rows));
+        while n < (i + batch).min(rows) {
+            let end = (n + CHUNK).min((i + batch).min(rows));
             let mut values = Vec::new();
             let mut lines = Vec::new();
             for k in n..end {
@@ -418,7 +419,7 @@ async fn raw_inserts(
             n = end;
         }
         txn.commit().await?;
-        i += BATCH;
+        i += batch;
     }
     Ok(started.elapsed())
 }

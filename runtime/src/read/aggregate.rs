@@ -27,6 +27,14 @@ pub enum Measure {
 }
 
 impl Measure {
+    /// The measured field, if any.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Measure::Count => None,
+            Measure::Sum(f) | Measure::Avg(f) | Measure::Min(f) | Measure::Max(f) => Some(f),
+        }
+    }
+
     /// `count`, `sum:amount`, `avg:amount`, `min:due`, `max:due`.
     pub fn parse(text: &str) -> Result<Measure, RecordError> {
         let bad = || {
@@ -110,6 +118,16 @@ impl RecordReader {
     ) -> Result<Vec<Group>, RecordError> {
         if group_by.len() > 2 {
             return Err(RecordError::BadQuery("group by at most two fields".into()));
+        }
+        let named = measures.iter().filter_map(Measure::field);
+        if let Some(hidden) = named
+            .chain(group_by.iter().map(|g| g.field.as_str()))
+            .find(|f| access.hides(f))
+        {
+            return Err(RecordError::BadQuery(format!(
+                "{} has no field `{hidden}`",
+                entity.name
+            )));
         }
         let dialect = self.store.dialect();
         let cond = self.condition(entity, access, filter)?;

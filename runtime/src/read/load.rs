@@ -1,7 +1,7 @@
 //! Loading stored records by id: the record's row and its line items, in API form.
 
 use indexmap::IndexMap;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Order, Query};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, LockType, Order, Query};
 use sea_orm::{ConnectionTrait, QueryResult};
 use serde_json::{Map, Value as Json};
 
@@ -46,21 +46,23 @@ pub fn record_columns(entity: &EntityModel) -> Vec<Alias> {
         .collect()
 }
 
-/// Loads one record with its lines; `lock` holds its row until the transaction
-/// ends (PostgreSQL; SQLite's write transaction already excludes other writers).
-/// Row-level access is the caller's business: this is the loader, not a read API.
+/// Loads one record with its lines if it meets `scope` (the caller's rows);
+/// `lock` holds its row until the transaction ends (PostgreSQL; SQLite's write
+/// transaction already excludes other writers).
 pub(crate) async fn load<C: ConnectionTrait>(
     conn: &C,
     dialect: Dialect,
     entity: &EntityModel,
     id: i64,
     lock: bool,
+    scope: Condition,
 ) -> Result<Option<(Record, Prepared)>, RecordError> {
     let mut select = Query::select();
     select
         .columns(record_columns(entity))
         .from(Alias::new(entity.table.as_str()))
-        .and_where(Expr::col(Alias::new("id")).eq(id));
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .cond_where(scope);
     if lock && dialect == Dialect::Postgres {
         select.lock(LockType::Update);
     }

@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod load;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -20,6 +21,7 @@ use crate::record::value::{from_row, to_sql};
 use crate::record::{Actor, Record, RecordError};
 use crate::store::filter_sql;
 use crate::store::{ColumnKind, Dialect, Store};
+use crate::write::prepare::FieldsScope;
 use load::{SYSTEM_COLUMNS, record_columns, row_values};
 
 /// Totals are counted exactly up to this many rows, then reported as "10000+":
@@ -28,19 +30,27 @@ pub const TOTAL_CAP: u64 = 10_000;
 /// The most records one page holds.
 pub const MAX_PAGE: u64 = 500;
 
-/// Which records of an entity a caller may see: all, or those matching a row filter.
+/// What of an entity a caller may see: which records (all, or those matching a
+/// row filter) and which fields (all but the hidden ones). Every read takes one,
+/// and so do updates and deletes: a record outside the rows does not exist for
+/// the caller, and a hidden field is unknown to them, in filters, sorts and
+/// results alike.
 #[derive(Debug, Clone)]
 pub struct Access {
     rows: Option<Filter>,
     user: Map<String, Json>,
+    hidden: HashSet<String>,
+    read_only: HashSet<String>,
 }
 
 impl Access {
-    /// Every record: the platform itself and roles without a row filter.
+    /// Every record and field: the platform itself and unrestricted roles.
     pub fn everything() -> Access {
         Access {
             rows: None,
             user: Map::new(),
+            hidden: HashSet::new(),
+            read_only: HashSet::new(),
         }
     }
 
@@ -49,13 +59,83 @@ impl Access {
         Access {
             rows: Some(rows),
             user: actor.attributes.clone(),
+            hidden: HashSet::new(),
+            read_only: HashSet::new(),
         }
+    }
+
+    /// The same, without these fields.
+    pub fn hiding(mut self, fields: impl IntoIterator<Item = String>) -> Access {
+        self.hidden.extend(fields);
+        self
+    }
+
+    /// The same, where these fields may be read but not written.
+    pub fn with_read_only(mut self, fields: impl IntoIterator<Item = String>) -> Access {
+        self.read_only.extend(fields);
+        self
+    }
+
+    /// Whether the caller may read `field` but not write it.
+    pub fn is_read_only(&self, field: &str) -> bool {
+        self.read_only.contains(field)
     }
 
     /// The actor's `$user` attributes, for the variables of other filters.
     pub fn user(&self) -> &Map<String, Json> {
         &self.user
     }
+
+    /// Whether only some records are visible.
+    pub fn restricts_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
+    /// Whether the caller may not see `field`.
+    pub fn hides(&self, field: &str) -> bool {
+        self.hidden.contains(field)
+    }
+
+    /// Removes the hidden fields from a record as it leaves the store.
+    pub fn redact(&self, record: &mut Record) {
+        for field in &self.hidden {
+            record.values.remove(field);
+            record.titles.remove(field);
+        }
+    }
+}
+
+/// The condition every statement over `entity` carries for this caller (its
+/// rows), plus an optional filter of the request, which may not name hidden fields.
+pub(crate) fn access_condition(
+    catalog: &Catalog,
+    dialect: Dialect,
+    entity: &EntityModel,
+    access: &Access,
+    filter: Option<&Filter>,
+) -> Result<Condition, RecordError> {
+    let now = chrono::Utc::now();
+    let bindings = Bindings {
+        user: &access.user,
+        today: now.date_naive(),
+        now,
+    };
+    let mut all = Condition::all();
+    if let Some(rows) = &access.rows {
+        let scope = FieldsScope::with_links(entity, catalog);
+        all = all.add(
+            filter_sql::compile_with(rows, &scope, &scope, dialect, Some(&bindings))
+                .map_err(|e| RecordError::BadQuery(e.to_string()))?,
+        );
+    }
+    if let Some(filter) = filter {
+        let scope = FieldsScope::with_links(entity, catalog).hiding(&access.hidden);
+        all = all.add(
+            filter_sql::compile_with(filter, &scope, &scope, dialect, Some(&bindings))
+                .map_err(|e| RecordError::BadQuery(e.to_string()))?,
+        );
+    }
+    Ok(all)
 }
 
 /// How a list pages.
@@ -138,33 +218,13 @@ impl RecordReader {
         &self.catalog
     }
 
-    fn bindings<'a>(&self, access: &'a Access) -> Bindings<'a> {
-        let now = chrono::Utc::now();
-        Bindings {
-            user: &access.user,
-            today: now.date_naive(),
-            now,
-        }
-    }
-
-    /// The condition every statement over `entity` carries for this caller, plus
-    /// an optional filter of the request.
     fn condition(
         &self,
         entity: &EntityModel,
         access: &Access,
         filter: Option<&Filter>,
     ) -> Result<Condition, RecordError> {
-        let dialect = self.store.dialect();
-        let bindings = self.bindings(access);
-        let mut all = Condition::all();
-        for f in access.rows.iter().chain(filter) {
-            let scope = crate::write::prepare::FieldsScope::with_links(entity, &self.catalog);
-            let cond = filter_sql::compile_with(f, &scope, &scope, dialect, Some(&bindings))
-                .map_err(|e| RecordError::BadQuery(e.to_string()))?;
-            all = all.add(cond);
-        }
-        Ok(all)
+        access_condition(&self.catalog, self.store.dialect(), entity, access, filter)
     }
 
     /// One record with its lines and link titles; `NotFound` when it does not
@@ -222,12 +282,14 @@ impl RecordReader {
                 Json::Array(rows.into_iter().map(Json::Object).collect()),
             );
         }
-        Ok(Record {
+        let mut record = Record {
             id,
             version,
             values,
             titles,
-        })
+        };
+        access.redact(&mut record);
+        Ok(record)
     }
 
     /// Link fields whose target has a title: (field, target table, title field, its column kind).
@@ -264,9 +326,9 @@ impl RecordReader {
             .map(str::trim)
             .filter(|q| !q.is_empty())
         {
-            cond = cond.add(search_condition(entity, q));
+            cond = cond.add(search_condition(entity, q, access));
         }
-        let sort = sort_keys(entity, &query.sort)?;
+        let sort = sort_keys(entity, &query.sort, access)?;
         let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
 
         let total = self.total(entity, cond.clone(), query.exact_total).await?;
@@ -318,6 +380,9 @@ impl RecordReader {
             _ => None,
         };
         self.add_titles(entity, &mut records).await?;
+        for record in &mut records {
+            access.redact(record);
+        }
         Ok(Page {
             records,
             total,
@@ -413,8 +478,12 @@ pub struct SortKey {
 }
 
 /// Sort keys from `-created_at`, `name`…, always ending with `id` so the order
-/// is total and keyset paging sees every row once.
-pub fn sort_keys(entity: &EntityModel, sort: &[String]) -> Result<Vec<SortKey>, RecordError> {
+/// is total and keyset paging sees every row once. Hidden fields are unknown.
+pub fn sort_keys(
+    entity: &EntityModel,
+    sort: &[String],
+    access: &Access,
+) -> Result<Vec<SortKey>, RecordError> {
     let mut keys = Vec::new();
     for spec in sort
         .iter()
@@ -426,12 +495,14 @@ pub fn sort_keys(entity: &EntityModel, sort: &[String]) -> Result<Vec<SortKey>, 
             Some(f) => (true, f),
             None => (false, spec),
         };
-        let kind = column_kind(entity, field).ok_or_else(|| {
-            RecordError::BadQuery(format!(
-                "cannot sort by `{field}`: {} has no such field",
-                entity.name
-            ))
-        })?;
+        let kind = column_kind(entity, field)
+            .filter(|_| !access.hides(field))
+            .ok_or_else(|| {
+                RecordError::BadQuery(format!(
+                    "cannot sort by `{field}`: {} has no such field",
+                    entity.name
+                ))
+            })?;
         if kind == ColumnKind::Json {
             return Err(RecordError::BadQuery(format!(
                 "cannot sort by `{field}`: it holds several values"
@@ -461,7 +532,8 @@ fn column_kind(entity: &EntityModel, field: &str) -> Option<ColumnKind> {
         .or_else(|| entity.fields.get(field).map(|f| f.column))
 }
 
-fn search_condition(entity: &EntityModel, q: &str) -> Condition {
+/// Quick search over the entity's search fields the caller may see.
+fn search_condition(entity: &EntityModel, q: &str, access: &Access) -> Condition {
     let escaped = q
         .to_lowercase()
         .replace('\\', "\\\\")
@@ -469,12 +541,13 @@ fn search_condition(entity: &EntityModel, q: &str) -> Condition {
         .replace('_', "\\_");
     let pattern = format!("%{escaped}%");
     let mut any = Condition::any();
-    for field in &entity.search {
+    let fields: Vec<&String> = entity.search.iter().filter(|f| !access.hides(f)).collect();
+    for field in &fields {
         let lowered = Expr::from(Func::lower(Expr::col(Alias::new(field.as_str()))));
         any =
             any.add(lowered.like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')));
     }
-    if entity.search.is_empty() {
+    if fields.is_empty() {
         // No declared search fields: nothing matches rather than a full scan of every column.
         any = any.add(Expr::val(1).eq(0));
     }

@@ -98,6 +98,8 @@ pub enum RecordError {
         by: String,
         count: i64,
     },
+    #[error("the {entity} would be outside the records you may see")]
+    OutsideRows { entity: String },
     #[error("bad query: {0}")]
     BadQuery(String),
     #[error("row {row}: {source}")]

@@ -92,9 +92,10 @@ pub fn coerce(name: &str, field: &FieldModel, input: &Json) -> Result<Json, Fiel
             FieldType::Boolean => value.as_bool().map(Json::Bool).ok_or_else(type_error),
             FieldType::Date => {
                 let text = value.as_str().ok_or_else(type_error)?;
-                let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                let date = text
+                    .parse::<chrono::NaiveDate>()
                     .map_err(|_| err("type", "expected a date like 2026-01-31".into()))?;
-                Ok(Json::String(date.format("%Y-%m-%d").to_string()))
+                Ok(Json::String(date.to_string()))
             }
             FieldType::Datetime => {
                 let text = value.as_str().ok_or_else(type_error)?;
@@ -254,9 +255,7 @@ pub fn from_row(
             .map_or(Json::Null, Json::Bool),
         (ColumnKind::Date, Dialect::Postgres) => row
             .try_get::<Option<chrono::NaiveDate>>("", column)?
-            .map_or(Json::Null, |d| {
-                Json::String(d.format("%Y-%m-%d").to_string())
-            }),
+            .map_or(Json::Null, |d| Json::String(d.to_string())),
         (ColumnKind::DateTime, Dialect::Postgres) => row
             .try_get::<Option<chrono::DateTime<chrono::Utc>>>("", column)?
             .map_or(Json::Null, |t| Json::String(datetime_text(t))),

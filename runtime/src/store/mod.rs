@@ -63,6 +63,7 @@ impl Store {
                             // written many times between checkpoints are copied once.
                             .pragma("wal_autocheckpoint", "10000")
                             .pragma("mmap_size", "268435456")
+                            .pragma("temp_store", "memory")
                     });
             }
             Dialect::Postgres => {

@@ -8,7 +8,7 @@ pub mod prepare;
 
 use std::sync::Arc;
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value as Json, json};
 use trellis_engine::model::OnDelete;
@@ -16,6 +16,7 @@ use trellis_engine::model::OnDelete;
 use crate::catalog::{Catalog, EntityModel};
 use crate::deploy::AUDIT;
 use crate::read::load::load;
+use crate::read::{Access, access_condition};
 use crate::record::value::{datetime_text, to_sql};
 use crate::record::{Actor, FieldError, Record, RecordError};
 use crate::store::{ColumnKind, Dialect, Store};
@@ -55,9 +56,10 @@ impl RecordWriter {
         entity: &EntityModel,
         input: Map<String, Json>,
         actor: &Actor,
+        access: &Access,
     ) -> Result<Record, RecordError> {
         let mut created = self
-            .create_many(entity, vec![input], actor)
+            .create_many(entity, vec![input], actor, access)
             .await
             .map_err(unwrap_row)?;
         Ok(created.remove(0))
@@ -70,8 +72,9 @@ impl RecordWriter {
         entity: &EntityModel,
         inputs: Vec<Map<String, Json>>,
         actor: &Actor,
+        access: &Access,
     ) -> Result<Vec<Record>, RecordError> {
-        let ids = self.insert_many(entity, inputs, actor).await?;
+        let ids = self.insert_many(entity, inputs, actor, access).await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let (record, _) = load(
@@ -80,6 +83,7 @@ impl RecordWriter {
                 entity,
                 id,
                 false,
+                Condition::all(),
             )
             .await?
             .ok_or(RecordError::NotFound {
@@ -99,7 +103,14 @@ impl RecordWriter {
         entity: &EntityModel,
         inputs: Vec<Map<String, Json>>,
         actor: &Actor,
+        access: &Access,
     ) -> Result<Vec<i64>, RecordError> {
+        for (row, input) in inputs.iter().enumerate() {
+            refuse_protected(input, access).map_err(|source| RecordError::Row {
+                row,
+                source: Box::new(source),
+            })?;
+        }
         let cx = self.context(actor);
         let empty = Prepared::default();
         let mut prepared = Vec::with_capacity(inputs.len());
@@ -243,21 +254,13 @@ impl RecordWriter {
             }
             insert_lines(&txn, model, rows).await?;
         }
-        let audit: Vec<(i64, Json)> = ids
-            .iter()
-            .zip(&prepared)
-            .map(|(id, record)| {
-                let changes: Map<String, Json> = record
-                    .values
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), json!([null, v])))
-                    .collect();
-                (*id, Json::Object(changes))
-            })
-            .collect();
+        // A create's audit row records who and when, not the values: they are the
+        // record's first version, which the current row and the later update rows
+        // (old → new) reconstruct. Copying them would double a bulk import's writes.
+        let audit: Vec<(i64, Json)> = ids.iter().map(|id| (*id, json!({}))).collect();
         self.audit(&txn, entity, "create", actor, &cx, audit)
             .await?;
+        self.require_visible(&txn, entity, &ids, access).await?;
         txn.commit().await?;
         Ok(ids)
     }
@@ -270,12 +273,15 @@ impl RecordWriter {
         expected_version: i64,
         patch: Map<String, Json>,
         actor: &Actor,
+        access: &Access,
     ) -> Result<Record, RecordError> {
+        refuse_protected(&patch, access)?;
         let cx = self.context(actor);
         let dialect = self.store.dialect();
+        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
         let txn = self.store.begin_write().await?;
         let (current, base) =
-            load(&txn, dialect, entity, id, true)
+            load(&txn, dialect, entity, id, true, scope)
                 .await?
                 .ok_or(RecordError::NotFound {
                     entity: entity.name.clone(),
@@ -345,13 +351,21 @@ impl RecordWriter {
             vec![(id, Json::Object(changes))],
         )
         .await?;
+        self.require_visible(&txn, entity, &[id], access).await?;
         txn.commit().await?;
-        let (record, _) = load(self.store.connection(), dialect, entity, id, false)
-            .await?
-            .ok_or(RecordError::NotFound {
-                entity: entity.name.clone(),
-                id,
-            })?;
+        let (record, _) = load(
+            self.store.connection(),
+            dialect,
+            entity,
+            id,
+            false,
+            Condition::all(),
+        )
+        .await?
+        .ok_or(RecordError::NotFound {
+            entity: entity.name.clone(),
+            id,
+        })?;
         Ok(record)
     }
 
@@ -362,10 +376,13 @@ impl RecordWriter {
         entity: &EntityModel,
         id: i64,
         actor: &Actor,
+        access: &Access,
     ) -> Result<(), RecordError> {
         let cx = self.context(actor);
+        let scope = access_condition(&self.catalog, self.store.dialect(), entity, access, None)?;
         let txn = self.store.begin_write().await?;
-        self.delete_in(&txn, entity, id, actor, &cx, 0).await?;
+        self.delete_in(&txn, entity, id, actor, &cx, 0, scope)
+            .await?;
         txn.commit().await?;
         Ok(())
     }
@@ -378,6 +395,7 @@ impl RecordWriter {
         actor: &Actor,
         cx: &Context<'_>,
         depth: usize,
+        scope: Condition,
     ) -> Result<(), RecordError> {
         if depth > 16 {
             return Err(RecordError::BadQuery(
@@ -386,7 +404,7 @@ impl RecordWriter {
         }
         let dialect = self.store.dialect();
         let (_, base) =
-            load(txn, dialect, entity, id, true)
+            load(txn, dialect, entity, id, true, scope)
                 .await?
                 .ok_or(RecordError::NotFound {
                     entity: entity.name.clone(),
@@ -431,7 +449,16 @@ impl RecordWriter {
                         .ok_or_else(|| RecordError::UnknownEntity(link.entity.clone()))?;
                     for row in rows {
                         let child: i64 = row.try_get_by_index(0)?;
-                        Box::pin(self.delete_in(txn, &other, child, actor, cx, depth + 1)).await?;
+                        Box::pin(self.delete_in(
+                            txn,
+                            &other,
+                            child,
+                            actor,
+                            cx,
+                            depth + 1,
+                            Condition::all(),
+                        ))
+                        .await?;
                     }
                 }
             }
@@ -677,6 +704,39 @@ impl RecordWriter {
         Ok(())
     }
 
+    /// A caller with a row filter may only write records that stay inside it:
+    /// checked in SQL, inside the write transaction, after the write.
+    async fn require_visible(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        ids: &[i64],
+        access: &Access,
+    ) -> Result<(), RecordError> {
+        if !access.restricts_rows() {
+            return Ok(());
+        }
+        let dialect = self.store.dialect();
+        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Query::select();
+            q.expr(Func::count(Expr::col(Alias::new("id"))))
+                .from(Alias::new(entity.table.as_str()))
+                .and_where(Expr::col(Alias::new("id")).is_in(chunk.iter().copied()))
+                .cond_where(scope.clone());
+            let seen: i64 = match txn.query_one(&q).await? {
+                Some(row) => row.try_get_by_index(0)?,
+                None => 0,
+            };
+            if seen != chunk.len() as i64 {
+                return Err(RecordError::OutsideRows {
+                    entity: entity.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Writes one audit row per (record, changes), in as few statements as possible.
     async fn audit(
         &self,
@@ -717,6 +777,32 @@ impl RecordWriter {
             txn.execute(&insert).await?;
         }
         Ok(())
+    }
+}
+
+/// Refuses input naming a field the caller may not see (as unknown: its
+/// existence is not revealed) or may not change.
+fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), RecordError> {
+    let errors: Vec<FieldError> = input
+        .keys()
+        .filter_map(|name| {
+            if access.hides(name) {
+                Some(FieldError::new(name, "unknown_field", "no such field"))
+            } else if access.is_read_only(name) {
+                Some(FieldError::new(
+                    name,
+                    "read_only",
+                    "this field cannot be changed by you",
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(RecordError::Invalid(errors))
     }
 }
 

@@ -367,6 +367,8 @@ pub fn sql_condition(
 pub struct FieldsScope<'a> {
     entity: &'a EntityModel,
     catalog: Option<&'a crate::catalog::Catalog>,
+    /// Fields of `entity` the reader may not see: unknown to their filters.
+    hidden: Option<&'a std::collections::HashSet<String>>,
 }
 
 impl<'a> FieldsScope<'a> {
@@ -374,6 +376,7 @@ impl<'a> FieldsScope<'a> {
         FieldsScope {
             entity,
             catalog: None,
+            hidden: None,
         }
     }
 
@@ -381,7 +384,18 @@ impl<'a> FieldsScope<'a> {
         FieldsScope {
             entity,
             catalog: Some(catalog),
+            hidden: None,
         }
+    }
+
+    /// The same scope without these fields of the entity.
+    pub fn hiding(mut self, hidden: &'a std::collections::HashSet<String>) -> Self {
+        self.hidden = Some(hidden);
+        self
+    }
+
+    fn hides(&self, name: &str) -> bool {
+        self.hidden.is_some_and(|h| h.contains(name))
     }
 
     /// A field of `entity` (system fields included): its facts and column kind.
@@ -437,6 +451,8 @@ impl filter::FilterScope for FieldsScope<'_> {
             candidates: vec![],
         };
         match path {
+            [name] if self.hides(name) => Err(unknown(format!("unknown field `{name}`"))),
+            [link, _] if self.hides(link) => Err(unknown(format!("unknown field `{link}`"))),
             [name] => Self::own(self.entity, name)
                 .map(|(f, _)| f)
                 .ok_or_else(|| unknown(format!("unknown field `{name}`"))),
