@@ -381,8 +381,7 @@ impl RecordWriter {
         let cx = self.context(actor);
         let scope = access_condition(&self.catalog, self.store.dialect(), entity, access, None)?;
         let txn = self.store.begin_write().await?;
-        self.delete_in(&txn, entity, id, actor, &cx, 0, scope)
-            .await?;
+        self.delete_in(&txn, entity, id, &cx, 0, scope).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -392,7 +391,6 @@ impl RecordWriter {
         txn: &DatabaseTransaction,
         entity: &EntityModel,
         id: i64,
-        actor: &Actor,
         cx: &Context<'_>,
         depth: usize,
         scope: Condition,
@@ -453,7 +451,6 @@ impl RecordWriter {
                             txn,
                             &other,
                             child,
-                            actor,
                             cx,
                             depth + 1,
                             Condition::all(),
@@ -483,7 +480,7 @@ impl RecordWriter {
             txn,
             entity,
             "delete",
-            actor,
+            cx.actor,
             cx,
             vec![(id, Json::Object(changes))],
         )
