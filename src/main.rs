@@ -183,10 +183,7 @@ async fn serve(
             apps.join(", ")
         }
     );
-    let state = trellis_runtime::serve::AppState {
-        store: store.clone(),
-        catalog: std::sync::Arc::new(trellis_runtime::Catalog::new(&model)),
-    };
+    let state = trellis_runtime::serve::AppState::new(store.clone(), &model);
     trellis_runtime::serve::serve(state, bind, |addr| println!("listening on http://{addr}"))
         .await?;
     store.close().await.map_err(|e| e.to_string())?;

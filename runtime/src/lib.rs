@@ -11,9 +11,11 @@
 pub mod account;
 pub mod catalog;
 pub mod deploy;
+pub mod permission;
 pub mod read;
 pub mod record;
 pub mod serve;
+pub mod session;
 pub mod store;
 pub mod write;
 

@@ -90,6 +90,18 @@ const TABLES: &[TableSpec] = &[
         &[(&["token_hash"], true), (&["user_id"], false)],
     ),
     (
+        crate::session::LOGIN_LOG,
+        &[
+            ("id", Id, false),
+            ("at", DateTime, false),
+            ("username", Text, false),
+            ("user_id", Integer, true),
+            ("ip", Text, true),
+            ("success", Boolean, false),
+        ],
+        &[(&["username", "at"], false), (&["at"], false)],
+    ),
+    (
         "trellis_jobs",
         &[
             ("id", Id, false),

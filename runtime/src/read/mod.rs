@@ -3,6 +3,7 @@
 //! [`Access`]: there is no read path without row-level filtering.
 
 pub mod aggregate;
+pub mod history;
 pub mod load;
 
 use std::collections::HashSet;

@@ -1,31 +1,71 @@
 //! `trellis serve`: opens the store, deploys the apps, makes sure an admin
-//! account exists, and serves HTTP until told to stop. Today the server answers
-//! `GET /healthz`; the REST API and web forms are built on it next.
+//! account exists, and serves the REST API until told to stop.
+
+mod auth;
+mod body;
+pub mod problem;
+mod records;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use sea_orm::ConnectionTrait;
 
 use crate::account::{AdminAccount, ensure_admin};
 use crate::catalog::Catalog;
+use crate::permission::Permissions;
+use crate::read::RecordReader;
 use crate::store::Store;
+use crate::write::RecordWriter;
+use problem::Problem;
 
 /// What the server shares between requests.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     pub catalog: Arc<Catalog>,
+    pub permissions: Arc<Permissions>,
+    pub reader: Arc<RecordReader>,
+    pub writer: Arc<RecordWriter>,
+}
+
+impl AppState {
+    pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
+        let catalog = Arc::new(Catalog::new(model));
+        AppState {
+            reader: Arc::new(RecordReader::new(store.clone(), catalog.clone())),
+            writer: Arc::new(RecordWriter::new(store.clone(), catalog.clone())),
+            permissions: Arc::new(Permissions::new(model)),
+            catalog,
+            store,
+        }
+    }
 }
 
 /// The routes.
 pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/token", post(auth::token))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route("/{app}/{entity}", get(records::list).post(records::create))
+        .route("/{app}/{entity}/aggregate", get(records::aggregate))
+        .route(
+            "/{app}/{entity}/{id}",
+            get(records::get)
+                .patch(records::update)
+                .delete(records::delete),
+        )
+        .route("/{app}/{entity}/{id}/history", get(records::history));
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/api/v1", api)
+        .fallback(|| async { Problem::not_found("no such path") })
+        .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
         .with_state(state)
 }
 
@@ -71,7 +111,8 @@ pub async fn serve(
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     on_listening(local);
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string())

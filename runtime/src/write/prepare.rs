@@ -162,6 +162,16 @@ pub fn prepare(
         }
     }
     if !errors.is_empty() {
+        // Missing values are reported beside malformed ones; computed fields
+        // wait for valid input, so they are not judged yet.
+        let mut missing = Vec::new();
+        check_required(entity, &out, cx, &mut missing);
+        let judged = |e: &FieldError| {
+            !entity.computed.iter().any(|(n, _)| *n == e.field)
+                && !errors.iter().any(|x| x.field == e.field)
+        };
+        let missing: Vec<FieldError> = missing.into_iter().filter(judged).collect();
+        errors.extend(missing);
         return Err(errors);
     }
     compute(entity, &mut out, cx, &mut errors);

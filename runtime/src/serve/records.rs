@@ -1,0 +1,313 @@
+//! The REST API generated from the model: for every entity of every app,
+//! list, create, get, update, delete, aggregate and history, each under the
+//! caller's permissions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value as Json, json};
+use trellis_engine::model::{Filter, Operation};
+
+use super::AppState;
+use super::auth::Caller;
+use super::body::JsonBody;
+use super::problem::Problem;
+use crate::catalog::EntityModel;
+use crate::read::aggregate::{Grouping, Measure};
+use crate::read::{Access, ListQuery, Paging, Total};
+use crate::record::Record;
+
+type Params = HashMap<String, String>;
+
+/// The entity a path names; an unknown one is a 404.
+fn entity(state: &AppState, app: &str, name: &str) -> Result<Arc<EntityModel>, Problem> {
+    state
+        .catalog
+        .entity(app, name)
+        .ok_or_else(|| Problem::not_found(format!("there is no entity {app}/{name}")))
+}
+
+/// The caller's access for `op`, or 403 when no role of theirs allows it.
+fn allowed(
+    state: &AppState,
+    caller: &Caller,
+    entity: &EntityModel,
+    op: Operation,
+) -> Result<Access, Problem> {
+    state
+        .permissions
+        .access(&caller.user, entity, op)
+        .ok_or_else(|| {
+            Problem::forbidden(format!(
+                "your roles do not allow {} on {}",
+                serde_json::to_value(op)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                entity.name
+            ))
+        })
+}
+
+/// The access a record is shown under after a write: the caller's read access,
+/// or, for a role that may write but not read, the write's own.
+fn shown_under(state: &AppState, caller: &Caller, entity: &EntityModel, write: Access) -> Access {
+    state
+        .permissions
+        .access(&caller.user, entity, Operation::Read)
+        .unwrap_or(write)
+}
+
+/// Record ids in paths are integers; anything else names no record.
+fn record_id(text: &str) -> Result<i64, Problem> {
+    text.parse()
+        .map_err(|_| Problem::not_found(format!("there is no record {text}")))
+}
+
+/// A record as the API returns it: its values, lines and system fields, and
+/// the titles of linked records under `_titles`.
+pub fn record_json(record: Record) -> Json {
+    let mut values = record.values;
+    if !record.titles.is_empty() {
+        values.insert("_titles".into(), Json::Object(record.titles));
+    }
+    Json::Object(values)
+}
+
+fn with_etag(status: StatusCode, record: Record) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", record.version)).ok();
+    let mut response = (status, axum::Json(record_json(record))).into_response();
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+fn filter_param(params: &Params) -> Result<Option<Filter>, Problem> {
+    let Some(text) = params.get("filter").filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Object(map)) => Ok(Some(Filter(map))),
+        Ok(_) => Err(Problem::bad_request("`filter` must be a JSON object")),
+        Err(e) => Err(Problem::bad_request(format!(
+            "`filter` is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn number_param(params: &Params, name: &str) -> Result<Option<u64>, Problem> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Problem::bad_request(format!("`{name}` must be a whole number, not `{v}`"))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/{app}/{entity}`
+pub async fn list(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    caller: Caller,
+) -> Result<axum::Json<Json>, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    let paging = match (params.get("after"), number_param(&params, "offset")?) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::bad_request(
+                "page with `after` (a cursor) or `offset`, not both",
+            ));
+        }
+        (Some(cursor), None) => Paging::After(cursor.clone()),
+        (None, Some(offset)) => Paging::Offset(offset),
+        (None, None) => Paging::First,
+    };
+    let query = ListQuery {
+        filter: filter_param(&params)?,
+        search: params.get("q").cloned(),
+        sort: params.get("sort").cloned().into_iter().collect(),
+        limit: number_param(&params, "limit")?,
+        paging,
+        exact_total: params.get("total").is_some_and(|t| t == "exact"),
+    };
+    let page = state.reader.list(&entity, &query, &access).await?;
+    let (total, exact) = match page.total {
+        Total::Exact(n) => (n, true),
+        Total::AtLeast(n) => (n, false),
+    };
+    Ok(axum::Json(json!({
+        "data": page.records.into_iter().map(record_json).collect::<Vec<_>>(),
+        "total": total,
+        "total_exact": exact,
+        "next": page.next,
+    })))
+}
+
+/// `POST /api/v1/{app}/{entity}`
+pub async fn create(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    caller: Caller,
+    JsonBody(input): JsonBody<Map<String, Json>>,
+) -> Result<Response, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Create)?;
+    let created = state
+        .writer
+        .create(&entity, input, &caller.user.actor, &access)
+        .await?;
+    let shown = shown_under(&state, &caller, &entity, access);
+    let record = state.reader.get(&entity, created.id, &shown).await?;
+    let location = format!("/api/v1/{app}/{name}/{}", record.id);
+    let mut response = with_etag(StatusCode::CREATED, record);
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /api/v1/{app}/{entity}/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    Path((app, name, id)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<Response, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    let record = state.reader.get(&entity, record_id(&id)?, &access).await?;
+    Ok(with_etag(StatusCode::OK, record))
+}
+
+/// The version a PATCH starts from: `If-Match` or the body's `version`.
+fn expected_version(headers: &HeaderMap, patch: &mut Map<String, Json>) -> Result<i64, Problem> {
+    let from_body = patch.remove("version");
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        let text = value.to_str().unwrap_or_default();
+        let text = text.trim().trim_start_matches("W/").trim_matches('"');
+        return text.parse().map_err(|_| {
+            Problem::bad_request(format!(
+                "If-Match must carry the record's version, not `{text}`"
+            ))
+        });
+    }
+    match from_body {
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| Problem::bad_request("`version` must be an integer")),
+        None => Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "send the version you read, as If-Match or as `version`, so no change is lost",
+        )),
+    }
+}
+
+/// `PATCH /api/v1/{app}/{entity}/{id}`
+pub async fn update(
+    State(state): State<AppState>,
+    Path((app, name, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    caller: Caller,
+    JsonBody(mut patch): JsonBody<Map<String, Json>>,
+) -> Result<Response, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Update)?;
+    let id = record_id(&id)?;
+    let version = expected_version(&headers, &mut patch)?;
+    for system in ["id", "created_at", "created_by", "updated_at", "updated_by"] {
+        patch.remove(system);
+    }
+    state
+        .writer
+        .update(&entity, id, version, patch, &caller.user.actor, &access)
+        .await?;
+    let shown = shown_under(&state, &caller, &entity, access);
+    let record = state.reader.get(&entity, id, &shown).await?;
+    Ok(with_etag(StatusCode::OK, record))
+}
+
+/// `DELETE /api/v1/{app}/{entity}/{id}`
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((app, name, id)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<StatusCode, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Delete)?;
+    state
+        .writer
+        .delete(&entity, record_id(&id)?, &caller.user.actor, &access)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/{app}/{entity}/{id}/history`
+pub async fn history(
+    State(state): State<AppState>,
+    Path((app, name, id)): Path<(String, String, String)>,
+    caller: Caller,
+) -> Result<axum::Json<Json>, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    let changes = state
+        .reader
+        .history(&entity, record_id(&id)?, &access)
+        .await?;
+    Ok(axum::Json(json!({ "data": changes })))
+}
+
+/// `GET /api/v1/{app}/{entity}/aggregate?measure=count,sum:amount&group_by=stage`
+pub async fn aggregate(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    caller: Caller,
+) -> Result<axum::Json<Json>, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    let list = |key: &str| -> Vec<String> {
+        params
+            .get(key)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut measure_names = list("measure");
+    if measure_names.is_empty() {
+        measure_names.push("count".into());
+    }
+    let measures = measure_names
+        .iter()
+        .map(|m| Measure::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let group_names = list("group_by");
+    let groupings = group_names
+        .iter()
+        .map(|g| Grouping::parse(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = filter_param(&params)?;
+    let groups = state
+        .reader
+        .aggregate(&entity, &measures, &groupings, filter.as_ref(), &access)
+        .await?;
+    let data: Vec<Json> = groups
+        .into_iter()
+        .map(|g| {
+            let key: Map<String, Json> = group_names.iter().cloned().zip(g.keys).collect();
+            let values: Map<String, Json> = measure_names.iter().cloned().zip(g.values).collect();
+            json!({"key": key, "values": values})
+        })
+        .collect();
+    Ok(axum::Json(json!({ "data": data })))
+}

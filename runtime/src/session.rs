@@ -1,0 +1,247 @@
+//! Signing in: password checks with a lockout after repeated failures, the
+//! login log, and sessions. Sessions live in the database (only a SHA-256 of
+//! the token is stored), so every node sharing the database knows them.
+
+use base64::Engine as _;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use crate::account::verify_password;
+use crate::permission::User;
+use crate::record::Actor;
+use crate::record::value::datetime_text;
+use crate::store::{Dialect, Store, StoreError};
+
+/// The login log: every attempt, who, from where, and whether it succeeded.
+pub const LOGIN_LOG: &str = "trellis_login_log";
+/// How long a session lasts.
+pub const SESSION_HOURS: i64 = 12;
+/// Failed attempts on one account within [`LOCKOUT_MINUTES`] that lock it.
+pub const LOCKOUT_FAILURES: i64 = 5;
+pub const LOCKOUT_MINUTES: i64 = 15;
+
+/// Why signing in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user, wrong password or disabled account: deliberately one answer.
+    #[error("wrong username or password")]
+    Refused,
+    #[error("too many failed attempts; try again in {LOCKOUT_MINUTES} minutes")]
+    LockedOut,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sea_orm::DbErr> for LoginError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        LoginError::Store(e.into())
+    }
+}
+
+fn time(dialect: Dialect, t: chrono::DateTime<chrono::Utc>) -> Value {
+    match dialect {
+        Dialect::Sqlite => datetime_text(t).into(),
+        Dialect::Postgres => t.into(),
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks a username and password, logs the attempt, and opens a session:
+/// returns the user and the session token (shown to the client once).
+pub async fn sign_in(
+    store: &Store,
+    username: &str,
+    password: &str,
+    ip: &str,
+) -> Result<(User, String), LoginError> {
+    let dialect = store.dialect();
+    let conn = store.connection();
+    let now = chrono::Utc::now();
+    let mut failures = Query::select();
+    failures
+        .expr(Func::count(Expr::col(Alias::new("id"))))
+        .from(Alias::new(LOGIN_LOG))
+        .and_where(Expr::col(Alias::new("username")).eq(username))
+        .and_where(Expr::col(Alias::new("success")).eq(false))
+        .and_where(Expr::col(Alias::new("at")).gt(time(
+            dialect,
+            now - chrono::Duration::minutes(LOCKOUT_MINUTES),
+        )));
+    let recent: i64 = match conn.query_one(&failures).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    };
+    let mut find = Query::select();
+    find.columns(["id", "password_hash", "disabled"].map(Alias::new))
+        .from(Alias::new("trellis_users"))
+        .and_where(Expr::col(Alias::new("username")).eq(username));
+    let found = conn.query_one(&find).await?;
+    let user_id: Option<i64> = found.as_ref().map(|r| r.try_get_by_index(0)).transpose()?;
+    if recent >= LOCKOUT_FAILURES {
+        log_attempt(store, username, user_id, ip, false).await?;
+        return Err(LoginError::LockedOut);
+    }
+    let hash: Option<String> = found
+        .as_ref()
+        .map(|r| r.try_get("", "password_hash"))
+        .transpose()?
+        .flatten();
+    let disabled: bool = found
+        .as_ref()
+        .map(|r| r.try_get("", "disabled"))
+        .transpose()?
+        .unwrap_or(true);
+    let password = password.to_owned();
+    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
+    // An unknown user is checked against a fixed hash so timing does not tell.
+    let matches = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            let _ = verify_password(&password, unknown_user_hash());
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let ok = matches && !disabled && user_id.is_some();
+    log_attempt(store, username, user_id, ip, ok).await?;
+    let Some(id) = user_id.filter(|_| ok) else {
+        return Err(LoginError::Refused);
+    };
+    let token = open_session(store, id).await?;
+    let user = load_user(store, id).await?.ok_or(LoginError::Refused)?;
+    Ok((user, token))
+}
+
+/// A hash of a random password, checked for unknown users so that the time a
+/// refusal takes does not tell whether the account exists.
+fn unknown_user_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let password = crate::account::generate_password().unwrap_or_default();
+        crate::account::hash_password(&password).unwrap_or_default()
+    })
+}
+
+async fn log_attempt(
+    store: &Store,
+    username: &str,
+    user_id: Option<i64>,
+    ip: &str,
+    success: bool,
+) -> Result<(), StoreError> {
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new(LOGIN_LOG))
+        .columns(["at", "username", "user_id", "ip", "success"].map(Alias::new))
+        .values_panic([
+            time(store.dialect(), chrono::Utc::now()).into(),
+            username.into(),
+            Value::BigInt(user_id).into(),
+            ip.into(),
+            success.into(),
+        ]);
+    store.connection().execute(&insert).await?;
+    Ok(())
+}
+
+/// Opens a session for a user and returns its token.
+pub async fn open_session(store: &Store, user_id: i64) -> Result<String, StoreError> {
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Database(sea_orm::DbErr::Custom(format!("no randomness: {e}"))))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = chrono::Utc::now();
+    let dialect = store.dialect();
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new("trellis_sessions"))
+        .columns(["token_hash", "user_id", "created_at", "expires_at"].map(Alias::new))
+        .values_panic([
+            token_hash(&token).into(),
+            user_id.into(),
+            time(dialect, now).into(),
+            time(dialect, now + chrono::Duration::hours(SESSION_HOURS)).into(),
+        ]);
+    store.connection().execute(&insert).await?;
+    Ok(token)
+}
+
+/// The user behind a live session token, if the account is still enabled.
+pub async fn session_user(store: &Store, token: &str) -> Result<Option<User>, StoreError> {
+    let mut q = Query::select();
+    q.column(Alias::new("user_id"))
+        .from(Alias::new("trellis_sessions"))
+        .and_where(Expr::col(Alias::new("token_hash")).eq(token_hash(token)))
+        .and_where(
+            Expr::col(Alias::new("expires_at")).gt(time(store.dialect(), chrono::Utc::now())),
+        );
+    let Some(row) = store.connection().query_one(&q).await? else {
+        return Ok(None);
+    };
+    load_user(store, row.try_get_by_index(0)?).await
+}
+
+/// Ends a session.
+pub async fn close_session(store: &Store, token: &str) -> Result<(), StoreError> {
+    let mut d = Query::delete();
+    d.from_table(Alias::new("trellis_sessions"))
+        .and_where(Expr::col(Alias::new("token_hash")).eq(token_hash(token)));
+    store.connection().execute(&d).await?;
+    Ok(())
+}
+
+/// An enabled user with their roles and `$user` attributes.
+pub async fn load_user(store: &Store, id: i64) -> Result<Option<User>, StoreError> {
+    let conn = store.connection();
+    let mut q = Query::select();
+    q.columns(["username", "disabled", "attributes"].map(Alias::new))
+        .from(Alias::new("trellis_users"))
+        .and_where(Expr::col(Alias::new("id")).eq(id));
+    let Some(row) = conn.query_one(&q).await? else {
+        return Ok(None);
+    };
+    if row.try_get::<bool>("", "disabled")? {
+        return Ok(None);
+    }
+    let username: String = row.try_get("", "username")?;
+    let attributes = crate::record::value::from_row(
+        &row,
+        "attributes",
+        crate::store::ColumnKind::Json,
+        store.dialect(),
+    )
+    .map_err(|e| StoreError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+    let mut roles_q = Query::select();
+    roles_q
+        .column(Alias::new("role"))
+        .from(Alias::new("trellis_user_roles"))
+        .and_where(Expr::col(Alias::new("user_id")).eq(id));
+    let mut roles = Vec::new();
+    for r in conn.query_all(&roles_q).await? {
+        roles.push(r.try_get_by_index::<String>(0)?);
+    }
+    let mut values: Map<String, Json> = match attributes {
+        Json::Object(map) => map,
+        _ => Map::new(),
+    };
+    values.insert("id".into(), Json::from(id));
+    values.insert("username".into(), Json::from(username.clone()));
+    Ok(Some(User {
+        id,
+        username,
+        roles,
+        actor: Actor {
+            user_id: Some(id),
+            attributes: values,
+        },
+    }))
+}
