@@ -218,8 +218,7 @@ pub async fn load_user(store: &Store, id: i64) -> Result<Option<User>, StoreErro
         "attributes",
         crate::store::ColumnKind::Json,
         store.dialect(),
-    )
-    .map_err(|e| StoreError::Database(sea_orm::DbErr::Custom(e.to_string())))?;
+    )?;
     let mut roles_q = Query::select();
     roles_q
         .column(Alias::new("role"))

@@ -1,6 +1,7 @@
 //! `trellis serve`: opens the store, deploys the apps, makes sure an admin
 //! account exists, and serves the REST API until told to stop.
 
+mod admin;
 mod auth;
 mod body;
 pub mod problem;
@@ -52,6 +53,9 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/token", post(auth::token))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
+        .route("/admin/users", get(admin::users).post(admin::create))
+        .route("/admin/users/{id}", axum::routing::patch(admin::update))
+        .route("/admin/roles", get(admin::roles))
         .route("/{app}/{entity}", get(records::list).post(records::create))
         .route("/{app}/{entity}/aggregate", get(records::aggregate))
         .route(
