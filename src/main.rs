@@ -131,6 +131,14 @@ enum GraphFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Structured logs on stderr; `TRELLIS_LOG` filters them (`debug`, `trellis_runtime=trace`).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
     match run(cli.command) {
         Ok(code) => code,
         Err(message) => {

@@ -169,6 +169,13 @@ impl Catalog {
             .cloned()
     }
 
+    /// Every entity, ordered by app and name so that what is built from them is stable.
+    pub fn entities(&self) -> Vec<Arc<EntityModel>> {
+        let mut keys: Vec<&(String, String)> = self.entities.keys().collect();
+        keys.sort();
+        keys.into_iter().map(|k| self.entities[k].clone()).collect()
+    }
+
     /// The entity stored in `table`.
     pub fn entity_by_table(&self, table: &str) -> Option<Arc<EntityModel>> {
         self.entities.values().find(|e| e.table == table).cloned()

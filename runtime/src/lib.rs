@@ -11,6 +11,7 @@
 pub mod account;
 pub mod catalog;
 pub mod deploy;
+pub mod oplog;
 pub mod permission;
 pub mod read;
 pub mod record;

@@ -102,6 +102,27 @@ const TABLES: &[TableSpec] = &[
         &[(&["username", "at"], false), (&["at"], false)],
     ),
     (
+        crate::oplog::OPERATION_LOG,
+        &[
+            ("id", Id, false),
+            ("at", DateTime, false),
+            ("user_id", Integer, true),
+            ("method", Text, false),
+            ("path", Text, false),
+            ("app", Text, true),
+            ("entity", Text, true),
+            ("record_id", Integer, true),
+            ("status", Integer, false),
+            ("duration_us", Integer, false),
+            ("ip", Text, true),
+        ],
+        &[
+            (&["at"], false),
+            (&["user_id", "at"], false),
+            (&["app", "entity", "record_id"], false),
+        ],
+    ),
+    (
         "trellis_jobs",
         &[
             ("id", Id, false),

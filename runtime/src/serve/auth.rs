@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::body::JsonBody;
+use super::observe::UserSlot;
 use super::problem::{Problem, internal};
 use crate::permission::User;
 use crate::session::{LoginError, SESSION_HOURS, close_session, session_user, sign_in};
@@ -42,6 +43,9 @@ impl FromRequestParts<AppState> for Caller {
             .await
             .map_err(|e| internal(&e))?
             .ok_or_else(Problem::unauthorized)?;
+        if let Some(slot) = parts.extensions.get::<UserSlot>() {
+            let _ = slot.0.set(user.id);
+        }
         Ok(Caller { user, token })
     }
 }

@@ -4,20 +4,27 @@
 mod admin;
 mod auth;
 mod body;
+mod observe;
 pub mod problem;
 mod records;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::routing::{get, post};
 use sea_orm::ConnectionTrait;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::account::{AdminAccount, ensure_admin};
 use crate::catalog::Catalog;
+use crate::oplog::OperationLog;
 use crate::permission::Permissions;
 use crate::read::RecordReader;
 use crate::store::Store;
@@ -32,12 +39,21 @@ pub struct AppState {
     pub permissions: Arc<Permissions>,
     pub reader: Arc<RecordReader>,
     pub writer: Arc<RecordWriter>,
+    pub metrics: Arc<observe::Metrics>,
+    pub operations: OperationLog,
 }
 
+/// How long a request may take before it is answered with 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl AppState {
+    /// The state for serving `model` from `store`; starts the operation log
+    /// writer, so it must be called inside the Tokio runtime.
     pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
         let catalog = Arc::new(Catalog::new(model));
         AppState {
+            metrics: Arc::default(),
+            operations: OperationLog::start(store.clone()),
             reader: Arc::new(RecordReader::new(store.clone(), catalog.clone())),
             writer: Arc::new(RecordWriter::new(store.clone(), catalog.clone())),
             permissions: Arc::new(Permissions::new(model)),
@@ -56,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/users", get(admin::users).post(admin::create))
         .route("/admin/users/{id}", axum::routing::patch(admin::update))
         .route("/admin/roles", get(admin::roles))
+        .route("/admin/logs/logins", get(admin::login_log))
+        .route("/admin/logs/operations", get(admin::operation_log))
         .route("/{app}/{entity}", get(records::list).post(records::create))
         .route("/{app}/{entity}/aggregate", get(records::aggregate))
         .route(
@@ -67,10 +85,33 @@ pub fn router(state: AppState) -> Router {
         .route("/{app}/{entity}/{id}/history", get(records::history));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(observe::metrics))
         .nest("/api/v1", api)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .fallback(|| async { Problem::not_found("no such path") })
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
+        .layer(always(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(always(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(always(header::REFERRER_POLICY, "no-referrer"))
+        .layer(always(header::CACHE_CONTROL, "no-store"))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(problem::internal(&"a request panicked"))
+        }))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A header every response carries unless its handler set it. Together: no
+/// sniffing, no framing, no referrer leaks, no caching of API data.
+fn always(name: header::HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// 200 when the database answers, 503 otherwise.

@@ -101,7 +101,7 @@ impl From<RecordError> for Problem {
 
 /// A failure of ours, not the client's: logged in full, answered in general.
 pub fn internal(error: &dyn std::fmt::Display) -> Problem {
-    eprintln!("internal error: {error}");
+    tracing::error!(%error, "request failed");
     Problem::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the server failed; the error is in its log",

@@ -111,6 +111,20 @@ impl Store {
         Ok(self.conn.begin_with_options(options).await?)
     }
 
+    /// Connections in the pool, and how many of them are idle.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match self.dialect {
+            Dialect::Sqlite => {
+                let pool = self.conn.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Dialect::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        }
+    }
+
     /// Runs one SQL statement that returns no rows.
     pub async fn execute_sql(&self, sql: &str) -> Result<(), StoreError> {
         self.conn.execute_unprepared(sql).await?;
