@@ -64,6 +64,9 @@ enum Command {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
+        /// Load each app's demo records (`data/`) into entities that are still empty.
+        #[arg(long)]
+        demo: bool,
     },
     /// Plan the database change a model needs and apply it (`--plan` only prints it).
     Migrate {
@@ -169,6 +172,7 @@ async fn open_store(target: &Deployment) -> Result<trellis_runtime::Store, Strin
 async fn serve(
     model: trellis_engine::CheckedModel,
     bind: std::net::SocketAddr,
+    demo: bool,
     target: &Deployment,
 ) -> Result<ExitCode, String> {
     use trellis_runtime::account::AdminAccount;
@@ -192,6 +196,22 @@ async fn serve(
         }
     );
     let state = trellis_runtime::serve::AppState::new(store.clone(), &model);
+    if demo {
+        use trellis_runtime::demo::{DemoOutcome, load_demo};
+        for outcome in load_demo(&model, &state.reader, &state.writer)
+            .await
+            .map_err(|e| format!("loading demo data: {e}"))?
+        {
+            match outcome {
+                DemoOutcome::Loaded { app, records } => {
+                    println!("demo data: {records} records loaded into {app}")
+                }
+                DemoOutcome::Skipped { app } => {
+                    println!("demo data: {app} holds records already; none added")
+                }
+            }
+        }
+    }
     trellis_runtime::serve::serve(state, bind, |addr| println!("listening on http://{addr}"))
         .await?;
     store.close().await.map_err(|e| e.to_string())?;
@@ -347,12 +367,12 @@ fn run(command: Command) -> Result<ExitCode, String> {
             batch,
             database_url,
         }),
-        Command::Serve { target, bind } => {
+        Command::Serve { target, bind, demo } => {
             let Some(model) = checked_apps(target.apps.clone(), target.examples) else {
                 return Ok(ExitCode::from(1));
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(serve(model, bind, &target))
+            runtime.block_on(serve(model, bind, demo, &target))
         }
         Command::Migrate {
             target,

@@ -15,9 +15,14 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, password: Option<&str>) -> (Server, String) {
+        Server::start_with(data, password, &[])
+    }
+
+    fn start_with(data: &Path, password: Option<&str>, extra: &[&str]) -> (Server, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trellis"));
         cmd.args(["serve", "--examples", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(extra)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_remove("DATABASE_URL")
             .env_remove("TRELLIS_ADMIN_PASSWORD")
@@ -122,6 +127,62 @@ fn the_admin_password_can_be_chosen_on_the_first_run() {
     assert!(
         !printed.contains("a chosen secret"),
         "the password is never printed"
+    );
+    assert!(server.stop().0);
+}
+
+#[test]
+fn demo_data_loads_once_with_links_between_its_records() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let (server, addr) = Server::start_with(&data, Some("demo-secret"), &["--demo"]);
+    let printed = server.printed.join("\n");
+    assert!(
+        printed.contains("demo data: 4 records loaded into leave"),
+        "{printed}"
+    );
+    let body = serde_json::json!({"username": "admin", "password": "demo-secret"}).to_string();
+    let token = ureq::post(format!("http://{addr}/api/v1/auth/token"))
+        .header("Content-Type", "application/json")
+        .send(&body)
+        .expect("signs in")
+        .body_mut()
+        .read_to_string()
+        .expect("a body");
+    let token: serde_json::Value = serde_json::from_str(&token).expect("JSON");
+    let token = token["token"].as_str().expect("a token").to_owned();
+    let list = ureq::get(format!("http://{addr}/api/v1/leave/leave_type?sort=code"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("lists")
+        .body_mut()
+        .read_to_string()
+        .expect("a body");
+    let list: serde_json::Value = serde_json::from_str(&list).expect("JSON");
+    let types = list["data"].as_array().expect("records");
+    let by_code = |code: &str| {
+        types
+            .iter()
+            .find(|t| t["code"] == code)
+            .unwrap_or_else(|| panic!("{code} loaded: {list}"))
+    };
+    assert_eq!(list["total"], 4);
+    assert_eq!(
+        by_code("SICK_LONG")["parent"],
+        by_code("SICK")["id"],
+        "`$sick` became the id of the record keyed `sick`"
+    );
+    assert_eq!(by_code("SICK_LONG")["_titles"]["parent"], "病假 Sick leave");
+    assert!(server.stop().0);
+
+    let (server, _) = Server::start_with(&data, None, &["--demo"]);
+    assert!(
+        server
+            .printed
+            .join("\n")
+            .contains("demo data: leave holds records already; none added"),
+        "{:?}",
+        server.printed
     );
     assert!(server.stop().0);
 }

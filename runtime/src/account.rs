@@ -76,6 +76,15 @@ pub async fn ensure_admin(
         Dialect::Sqlite => datetime_text(chrono::Utc::now()).into(),
         Dialect::Postgres => chrono::Utc::now().into(),
     };
+    match insert_admin(store, hash, now).await {
+        Ok(()) => Ok(outcome),
+        // Another node sharing the database created it first.
+        Err(_) if conn.query_one(&find).await?.is_some() => Ok(AdminAccount::Existing),
+        Err(e) => Err(e),
+    }
+}
+
+async fn insert_admin(store: &Store, hash: String, now: sea_orm::Value) -> Result<(), StoreError> {
     let txn = store.begin_write().await?;
     let mut insert = Query::insert();
     insert
@@ -109,7 +118,7 @@ pub async fn ensure_admin(
         .values_panic([id.into(), "admin".into()]);
     txn.execute(&role).await?;
     txn.commit().await?;
-    Ok(outcome)
+    Ok(())
 }
 
 /// Why an account change was refused.

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod catalog;
+pub mod demo;
 pub mod deploy;
 pub mod oplog;
 pub mod permission;

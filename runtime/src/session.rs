@@ -47,11 +47,22 @@ fn time(dialect: Dialect, t: chrono::DateTime<chrono::Utc>) -> Value {
     }
 }
 
-fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn token_hash(token: &str) -> String {
+    hex_sha256(token.as_bytes())
+}
+
+/// The CSRF token of a cookie session: derived from the session token, which
+/// the page cannot read (the cookie is HttpOnly) and another site cannot send
+/// in a header, so a forged cross-site post never carries it.
+pub fn csrf_token(session_token: &str) -> String {
+    hex_sha256(format!("csrf\0{session_token}").as_bytes())
 }
 
 /// Checks a username and password, logs the attempt, and opens a session:

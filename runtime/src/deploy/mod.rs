@@ -29,8 +29,11 @@ pub enum DeployError {
 
 /// The layout recorded by the last deployment (empty on a new database).
 pub async fn deployed_layout(store: &Store) -> Result<Layout, DeployError> {
-    let conn = store.connection();
-    let exists_sql = match store.dialect() {
+    layout_in(store.connection(), store.dialect()).await
+}
+
+async fn layout_in<C: ConnectionTrait>(conn: &C, dialect: Dialect) -> Result<Layout, DeployError> {
+    let exists_sql = match dialect {
         Dialect::Sqlite => format!(
             "SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = '{REVISIONS}'"
         ),
@@ -38,7 +41,7 @@ pub async fn deployed_layout(store: &Store) -> Result<Layout, DeployError> {
             "SELECT 1 AS present FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = '{REVISIONS}'"
         ),
     };
-    let backend = store.dialect().backend();
+    let backend = dialect.backend();
     if conn
         .query_one_raw(Statement::from_string(backend, exists_sql))
         .await
@@ -66,6 +69,34 @@ pub async fn deploy(
     plan: &SchemaPlan,
     comment: Option<&str>,
 ) -> Result<(), DeployError> {
+    let txn = begin_deployment(store).await?;
+    apply(&txn, store.dialect(), plan, comment).await?;
+    txn.commit().await.map_err(DeployError::Failed)?;
+    Ok(())
+}
+
+/// A write transaction that no other deployment runs beside: on PostgreSQL,
+/// nodes starting together over one database take turns on an advisory lock
+/// (SQLite's write transaction excludes other writers already).
+async fn begin_deployment(store: &Store) -> Result<sea_orm::DatabaseTransaction, DeployError> {
+    let txn = store.begin_write().await?;
+    if store.dialect() == Dialect::Postgres {
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({DEPLOY_LOCK})"))
+            .await
+            .map_err(DeployError::Failed)?;
+    }
+    Ok(txn)
+}
+
+/// The advisory lock key of deployments ("TRELLIS" in ASCII).
+const DEPLOY_LOCK: i64 = 0x5452_454c_4c49_53;
+
+async fn apply(
+    txn: &sea_orm::DatabaseTransaction,
+    dialect: Dialect,
+    plan: &SchemaPlan,
+    comment: Option<&str>,
+) -> Result<(), DeployError> {
     let blocked: Vec<&str> = plan
         .steps
         .iter()
@@ -75,8 +106,7 @@ pub async fn deploy(
     if !blocked.is_empty() {
         return Err(DeployError::Unsupported(blocked.join("; ")));
     }
-    let txn = store.begin_write().await?;
-    let backend = store.dialect().backend();
+    let backend = dialect.backend();
     for sql in plan.steps.iter().flat_map(|s| &s.sql) {
         txn.execute_raw(Statement::from_string(backend, sql.clone()))
             .await
@@ -84,24 +114,17 @@ pub async fn deploy(
     }
     let layout = serde_json::to_string(&plan.target)
         .map_err(|e| DeployError::CorruptRevision(e.to_string()))?;
-    let insert = match store.dialect() {
-        Dialect::Sqlite => {
-            format!("INSERT INTO {REVISIONS} (applied_at, layout, comment) VALUES (?, ?, ?)")
-        }
-        Dialect::Postgres => {
-            format!("INSERT INTO {REVISIONS} (applied_at, layout, comment) VALUES ($1, $2, $3)")
-        }
-    };
-    let now = crate::store::now_text();
-    let applied_at: sea_orm::Value = match store.dialect() {
-        Dialect::Sqlite => now.into(),
+    let insert = dialect.numbered(&format!(
+        "INSERT INTO {REVISIONS} (applied_at, layout, comment) VALUES (?, ?, ?)"
+    ));
+    let applied_at: sea_orm::Value = match dialect {
+        Dialect::Sqlite => crate::store::now_text().into(),
         Dialect::Postgres => chrono::Utc::now().into(),
     };
     let values = [applied_at, layout.into(), comment.map(str::to_owned).into()];
     txn.execute_raw(Statement::from_sql_and_values(backend, insert, values))
         .await
         .map_err(DeployError::Failed)?;
-    txn.commit().await.map_err(DeployError::Failed)?;
     Ok(())
 }
 
@@ -112,22 +135,36 @@ pub async fn plan_model(
     allow_destructive: bool,
 ) -> Result<SchemaPlan, DeployError> {
     let current = deployed_layout(store).await?;
+    Ok(plan(
+        &current,
+        &wanted_layout(model)?,
+        store.dialect(),
+        allow_destructive,
+    ))
+}
+
+fn wanted_layout(model: &trellis_engine::CheckedModel) -> Result<Layout, DeployError> {
     let mut wanted =
         Layout::of_model(model).map_err(|e| DeployError::Unsupported(e.to_string()))?;
     wanted.tables.extend(platform_layout().tables);
-    Ok(plan(&current, &wanted, store.dialect(), allow_destructive))
+    Ok(wanted)
 }
 
 /// Plans from the deployed layout to `model` (plus the platform tables) and applies
-/// it; a plan without steps records no revision.
+/// it; a plan without steps records no revision. The plan is made inside the
+/// deployment's transaction, so a node that waited for another deploys nothing twice.
 pub async fn deploy_model(
     store: &Store,
     model: &trellis_engine::CheckedModel,
     allow_destructive: bool,
 ) -> Result<SchemaPlan, DeployError> {
-    let plan = plan_model(store, model, allow_destructive).await?;
+    let wanted = wanted_layout(model)?;
+    let txn = begin_deployment(store).await?;
+    let current = layout_in(&txn, store.dialect()).await?;
+    let plan = plan(&current, &wanted, store.dialect(), allow_destructive);
     if !plan.steps.is_empty() {
-        deploy(store, &plan, None).await?;
+        apply(&txn, store.dialect(), &plan, None).await?;
     }
+    txn.commit().await.map_err(DeployError::Failed)?;
     Ok(plan)
 }

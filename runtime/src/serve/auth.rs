@@ -1,13 +1,15 @@
-//! Who is calling: bearer tokens from `POST /api/v1/auth/token`, checked
-//! against the sessions in the database on every request.
+//! Who is calling: bearer tokens from `POST /api/v1/auth/token` (scripts and
+//! integrations) or the session cookie from `POST /api/v1/auth/login` (the web
+//! UI), both checked against the sessions in the database on every request.
+//! Cookie-authenticated writes must also carry the session's CSRF token.
 
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -17,12 +19,30 @@ use super::body::JsonBody;
 use super::observe::UserSlot;
 use super::problem::{Problem, internal};
 use crate::permission::User;
-use crate::session::{LoginError, SESSION_HOURS, close_session, session_user, sign_in};
+use crate::session::{LoginError, SESSION_HOURS, close_session, csrf_token, session_user, sign_in};
 
 /// The signed-in user of a request, and the token they sent.
 pub struct Caller {
     pub user: User,
     pub token: String,
+}
+
+/// The session cookie's name.
+const COOKIE: &str = "trellis_session";
+/// The header carrying the CSRF token on cookie-authenticated writes.
+const CSRF_HEADER: &str = "x-csrf-token";
+
+fn cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -38,7 +58,20 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let token = bearer(parts).ok_or_else(Problem::unauthorized)?.to_owned();
+        let token = match (bearer(parts), cookie(parts)) {
+            (Some(token), _) => token.to_owned(),
+            (None, Some(token)) => {
+                let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+                if !safe && sent != Some(csrf_token(token).as_str()) {
+                    return Err(Problem::forbidden(
+                        "a write with the session cookie needs the X-CSRF-Token header from sign-in",
+                    ));
+                }
+                token.to_owned()
+            }
+            (None, None) => return Err(Problem::unauthorized()),
+        };
         let user = session_user(&state.store, &token)
             .await
             .map_err(|e| internal(&e))?
@@ -56,31 +89,28 @@ pub struct Credentials {
     password: String,
 }
 
-/// `POST /api/v1/auth/token`: a session token for a username and password.
-pub async fn token(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    JsonBody(credentials): JsonBody<Credentials>,
-) -> Response {
+/// Signs in, or answers why not: 401 for wrong credentials (one answer for
+/// every cause), 429 with `Retry-After` while the account is locked out.
+async fn sign_in_or_refuse(
+    state: &AppState,
+    peer: SocketAddr,
+    credentials: Credentials,
+) -> Result<(User, String), Response> {
     let ip = peer.ip().to_string();
-    match sign_in(
+    let outcome = sign_in(
         &state.store,
         &credentials.username,
         &credentials.password,
         &ip,
     )
-    .await
-    {
-        Ok((user, token)) => Json(json!({
-            "token": token,
-            "token_type": "Bearer",
-            "expires_in": SESSION_HOURS * 3600,
-            "user": {"id": user.id, "username": user.username, "roles": user.roles},
-        }))
-        .into_response(),
-        Err(LoginError::Refused) => {
-            Problem::new(StatusCode::UNAUTHORIZED, LoginError::Refused.to_string()).into_response()
-        }
+    .await;
+    match outcome {
+        Ok(signed_in) => Ok(signed_in),
+        Err(LoginError::Refused) => Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            LoginError::Refused.to_string(),
+        )
+        .into_response()),
         Err(LoginError::LockedOut) => {
             let mut response = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -91,18 +121,72 @@ pub async fn token(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(crate::session::LOCKOUT_MINUTES * 60),
             );
-            response
+            Err(response)
         }
-        Err(LoginError::Store(e)) => internal(&e).into_response(),
+        Err(LoginError::Store(e)) => Err(internal(&e).into_response()),
     }
 }
 
-/// `POST /api/v1/auth/logout`: ends the session of the token sent.
-pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, Problem> {
+fn user_json(user: &User) -> serde_json::Value {
+    json!({"id": user.id, "username": user.username, "roles": user.roles})
+}
+
+/// `POST /api/v1/auth/token`: a session token for a username and password.
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Response {
+    match sign_in_or_refuse(&state, peer, credentials).await {
+        Ok((user, token)) => Json(json!({
+            "token": token,
+            "token_type": "Bearer",
+            "expires_in": SESSION_HOURS * 3600,
+            "user": user_json(&user),
+        }))
+        .into_response(),
+        Err(refusal) => refusal,
+    }
+}
+
+/// `POST /api/v1/auth/login`: signs in the web UI with a session cookie
+/// (HttpOnly, SameSite=Strict) and returns the CSRF token its writes must send.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    JsonBody(credentials): JsonBody<Credentials>,
+) -> Response {
+    match sign_in_or_refuse(&state, peer, credentials).await {
+        Ok((user, session)) => {
+            let cookie = format!(
+                "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+                SESSION_HOURS * 3600
+            );
+            (
+                [(axum::http::header::SET_COOKIE, cookie)],
+                Json(json!({
+                    "csrf_token": csrf_token(&session),
+                    "expires_in": SESSION_HOURS * 3600,
+                    "user": user_json(&user),
+                })),
+            )
+                .into_response()
+        }
+        Err(refusal) => refusal,
+    }
+}
+
+/// `POST /api/v1/auth/logout`: ends the session of the token or cookie sent.
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, Problem> {
     close_session(&state.store, &caller.token)
         .await
         .map_err(|e| internal(&e))?;
-    Ok(StatusCode::NO_CONTENT)
+    let expired = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(axum::http::header::SET_COOKIE, expired)],
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/me`: the signed-in user.
