@@ -92,13 +92,13 @@ enum Command {
         /// `store`: the database to measure.
         #[arg(long, value_enum, default_value_t = bench::Backend::Sqlite)]
         backend: bench::Backend,
-        /// `store`: how many records to seed.
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: u64,
+        /// `store`, `api`: how many records to seed (default 1,000,000 and 100,000).
+        #[arg(long)]
+        rows: Option<u64>,
         /// `store`: records per insert transaction (an import's batch size).
         #[arg(long, default_value_t = 10_000)]
         batch: u64,
-        /// `store` on PostgreSQL: a server URL whose user may create databases.
+        /// `store`, `api` on PostgreSQL: a server URL whose user may create databases.
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
     },

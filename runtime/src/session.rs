@@ -186,19 +186,71 @@ pub async fn open_session(store: &Store, user_id: i64) -> Result<String, StoreEr
     Ok(token)
 }
 
-/// The user behind a live session token, if the account is still enabled.
+/// The user behind a live session token, if the account is still enabled:
+/// one statement per request (session, account and roles joined).
 pub async fn session_user(store: &Store, token: &str) -> Result<Option<User>, StoreError> {
-    let mut q = Query::select();
-    q.column(Alias::new("user_id"))
-        .from(Alias::new("trellis_sessions"))
-        .and_where(Expr::col(Alias::new("token_hash")).eq(token_hash(token)))
-        .and_where(
-            Expr::col(Alias::new("expires_at")).gt(time(store.dialect(), chrono::Utc::now())),
-        );
-    let Some(row) = store.connection().query_one(&q).await? else {
-        return Ok(None);
-    };
-    load_user(store, row.try_get_by_index(0)?).await
+    let mut q = user_query();
+    q.inner_join(
+        Alias::new("trellis_sessions"),
+        Expr::col((Alias::new("trellis_sessions"), Alias::new("user_id")))
+            .equals((Alias::new("trellis_users"), Alias::new("id"))),
+    )
+    .and_where(
+        Expr::col((Alias::new("trellis_sessions"), Alias::new("token_hash"))).eq(token_hash(token)),
+    )
+    .and_where(
+        Expr::col((Alias::new("trellis_sessions"), Alias::new("expires_at")))
+            .gt(time(store.dialect(), chrono::Utc::now())),
+    );
+    user_from(store, &q).await
+}
+
+/// Recently checked sessions, so a busy client does not cost a database
+/// round trip per request. An entry lives [`SessionCache::TTL`]: a session
+/// ended or an account disabled on another node stops working within that
+/// time (at once on this node, which forgets it).
+#[derive(Default)]
+pub struct SessionCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (User, std::time::Instant)>>,
+}
+
+impl SessionCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(5);
+    /// Beyond this many entries, expired ones are swept out.
+    const SWEEP_AT: usize = 10_000;
+
+    /// The user of a session token: from the cache, else from the database.
+    pub async fn user(&self, store: &Store, token: &str) -> Result<Option<User>, StoreError> {
+        let key = token_hash(token);
+        if let Ok(entries) = self.entries.lock()
+            && let Some((user, at)) = entries.get(&key)
+            && at.elapsed() < Self::TTL
+        {
+            return Ok(Some(user.clone()));
+        }
+        let user = session_user(store, token).await?;
+        if let (Some(user), Ok(mut entries)) = (&user, self.entries.lock()) {
+            if entries.len() >= Self::SWEEP_AT {
+                entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            }
+            entries.insert(key, (user.clone(), std::time::Instant::now()));
+        }
+        Ok(user)
+    }
+
+    /// Forgets one session (signed out).
+    pub fn forget(&self, token: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&token_hash(token));
+        }
+    }
+
+    /// Forgets every session (an account changed).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 /// Ends a session.
@@ -212,32 +264,48 @@ pub async fn close_session(store: &Store, token: &str) -> Result<(), StoreError>
 
 /// An enabled user with their roles and `$user` attributes.
 pub async fn load_user(store: &Store, id: i64) -> Result<Option<User>, StoreError> {
-    let conn = store.connection();
+    let mut q = user_query();
+    q.and_where(Expr::col((Alias::new("trellis_users"), Alias::new("id"))).eq(id));
+    user_from(store, &q).await
+}
+
+/// An enabled account's columns, one row per role (or one without a role).
+fn user_query() -> sea_orm::sea_query::SelectStatement {
+    let users = Alias::new("trellis_users");
+    let roles = Alias::new("trellis_user_roles");
     let mut q = Query::select();
-    q.columns(["username", "disabled", "attributes"].map(Alias::new))
-        .from(Alias::new("trellis_users"))
-        .and_where(Expr::col(Alias::new("id")).eq(id));
-    let Some(row) = conn.query_one(&q).await? else {
+    q.columns(["id", "username", "attributes"].map(|c| (users.clone(), Alias::new(c))))
+        .column((roles.clone(), Alias::new("role")))
+        .from(users.clone())
+        .left_join(
+            roles.clone(),
+            Expr::col((roles, Alias::new("user_id"))).equals((users.clone(), Alias::new("id"))),
+        )
+        .and_where(Expr::col((users, Alias::new("disabled"))).eq(false));
+    q
+}
+
+async fn user_from(
+    store: &Store,
+    q: &sea_orm::sea_query::SelectStatement,
+) -> Result<Option<User>, StoreError> {
+    let rows = store.connection().query_all(q).await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    if row.try_get::<bool>("", "disabled")? {
-        return Ok(None);
-    }
-    let username: String = row.try_get("", "username")?;
+    let id: i64 = first.try_get("", "id")?;
+    let username: String = first.try_get("", "username")?;
     let attributes = crate::record::value::from_row(
-        &row,
+        first,
         "attributes",
         crate::store::ColumnKind::Json,
         store.dialect(),
     )?;
-    let mut roles_q = Query::select();
-    roles_q
-        .column(Alias::new("role"))
-        .from(Alias::new("trellis_user_roles"))
-        .and_where(Expr::col(Alias::new("user_id")).eq(id));
     let mut roles = Vec::new();
-    for r in conn.query_all(&roles_q).await? {
-        roles.push(r.try_get_by_index::<String>(0)?);
+    for row in &rows {
+        if let Some(role) = row.try_get::<Option<String>>("", "role")? {
+            roles.push(role);
+        }
     }
     let mut values: Map<String, Json> = match attributes {
         Json::Object(map) => map,

@@ -242,7 +242,7 @@ async fn an_invalid_record_is_refused_with_every_field_error_and_nothing_written
             .expect_err("invalid lines");
         let mut found: Vec<(&str, &str)> = err.field_errors().iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
         found.sort();
-        assert_eq!(found, [("lines[0].qty", "min"), ("note", "min_length"), ("number", "read_only")]);
+        assert_eq!(found, [("lines[0].item", "required"), ("lines[0].qty", "min"), ("note", "min_length"), ("number", "read_only")]);
         let err = f.writer.create(&o, input(json!({"customer": id, "lines": [{"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1), &Access::everything()).await.expect_err("rule");
         assert_eq!(err.field_errors()[0].message, "An order is at most one million");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order").await, 0);

@@ -1,6 +1,7 @@
 //! `trellis bench`: benchmark suites. Each prints its figures and the ratio to a
 //! raw baseline measured in the same run, so results travel between machines.
 
+mod api;
 mod check;
 mod store;
 
@@ -17,6 +18,8 @@ pub enum Suite {
     Check,
     /// Insert, read, list and aggregate records of a realistic entity.
     Store,
+    /// Get, list and create over HTTP with 32 connections; cold start.
+    Api,
 }
 
 /// Where the store suite runs.
@@ -32,7 +35,8 @@ pub struct Options {
     pub json: bool,
     pub iterations: u32,
     pub backend: Backend,
-    pub rows: u64,
+    /// Records to seed (default: 1,000,000 for `store`, 100,000 for `api`).
+    pub rows: Option<u64>,
     pub batch: u64,
     pub database_url: Option<String>,
 }
@@ -60,7 +64,16 @@ impl Case {
     }
 }
 
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
 pub fn run(options: Options) -> Result<ExitCode, String> {
+    // Figures without a baseline (cold start, one case relative to another).
+    let mut figures = serde_json::Map::new();
     let (suite, header, cases) = match options.suite {
         Suite::Check => (
             "check",
@@ -68,21 +81,29 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
             check::run(options.iterations.max(1))?,
         ),
         Suite::Store => {
-            let backend = match options.backend {
-                Backend::Sqlite => "sqlite",
-                Backend::Postgres => "postgres",
-            };
+            let backend = backend_name(options.backend);
+            let rows = options.rows.unwrap_or(1_000_000).max(100);
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             let cases = runtime.block_on(store::run(
                 options.backend,
-                options.rows.max(100),
+                rows,
                 options.batch.max(1),
                 options.database_url.clone(),
             ))?;
             (
                 "store",
-                json!({"backend": backend, "rows": options.rows.max(100), "batch": options.batch.max(1)}),
+                json!({"backend": backend, "rows": rows, "batch": options.batch.max(1)}),
                 cases,
+            )
+        }
+        Suite::Api => {
+            let rows = options.rows.unwrap_or(100_000).max(1_000);
+            let report = api::run(options.backend, rows, options.database_url.clone())?;
+            figures = report.figures;
+            (
+                "api",
+                json!({"backend": backend_name(options.backend), "rows": rows, "connections": 32}),
+                report.cases,
             )
         }
     };
@@ -95,6 +116,9 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
             .iter()
             .map(|c| json!({"name": c.name, "trellis_per_s": c.trellis_per_s, "raw_per_s": c.raw_per_s, "ratio": c.ratio()}))
             .collect();
+        if !figures.is_empty() {
+            report["figures"] = serde_json::Value::Object(figures);
+        }
         println!("{report}");
     } else {
         println!("suite {suite} {header}");
@@ -109,6 +133,12 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
                 c.trellis_per_s,
                 c.raw_per_s,
                 c.ratio()
+            );
+        }
+        for (name, value) in &figures {
+            println!(
+                "{name}: {value:.2}",
+                value = value.as_f64().unwrap_or(f64::NAN)
             );
         }
     }

@@ -122,7 +122,7 @@ pub async fn run(
 
 /// A fresh database: a SQLite file in a scratch folder, or a PostgreSQL database
 /// created for the run (and dropped after it).
-async fn open(
+pub(super) async fn open(
     backend: Backend,
     dir: &std::path::Path,
     url: Option<String>,

@@ -89,7 +89,7 @@ async fn begin_deployment(store: &Store) -> Result<sea_orm::DatabaseTransaction,
 }
 
 /// The advisory lock key of deployments ("TRELLIS" in ASCII).
-const DEPLOY_LOCK: i64 = 0x5452_454c_4c49_53;
+const DEPLOY_LOCK: i64 = 0x0054_5245_4c4c_4953;
 
 async fn apply(
     txn: &sea_orm::DatabaseTransaction,

@@ -101,6 +101,8 @@ pub async fn update(
     update_user(&state.store, id, change)
         .await
         .map_err(problem)?;
+    // Roles or the disabled flag may have changed: sessions are checked afresh.
+    state.sessions.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -19,7 +19,7 @@ use super::body::JsonBody;
 use super::observe::UserSlot;
 use super::problem::{Problem, internal};
 use crate::permission::User;
-use crate::session::{LoginError, SESSION_HOURS, close_session, csrf_token, session_user, sign_in};
+use crate::session::{LoginError, SESSION_HOURS, close_session, csrf_token, sign_in};
 
 /// The signed-in user of a request, and the token they sent.
 pub struct Caller {
@@ -72,7 +72,9 @@ impl FromRequestParts<AppState> for Caller {
             }
             (None, None) => return Err(Problem::unauthorized()),
         };
-        let user = session_user(&state.store, &token)
+        let user = state
+            .sessions
+            .user(&state.store, &token)
             .await
             .map_err(|e| internal(&e))?
             .ok_or_else(Problem::unauthorized)?;
@@ -178,6 +180,7 @@ pub async fn login(
 
 /// `POST /api/v1/auth/logout`: ends the session of the token or cookie sent.
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+    state.sessions.forget(&caller.token);
     close_session(&state.store, &caller.token)
         .await
         .map_err(|e| internal(&e))?;

@@ -99,13 +99,20 @@ fn filter_param(params: &Params) -> Result<Option<Filter>, Problem> {
     }
 }
 
+/// A count parameter; the databases take counts as signed 64-bit integers.
 fn number_param(params: &Params, name: &str) -> Result<Option<u64>, Problem> {
     params
         .get(name)
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                Problem::bad_request(format!("`{name}` must be a whole number, not `{v}`"))
-            })
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or_else(|| {
+                    Problem::bad_request(format!(
+                        "`{name}` must be a whole number up to {}, not `{v}`",
+                        i64::MAX
+                    ))
+                })
         })
         .transpose()
 }

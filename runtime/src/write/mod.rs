@@ -181,8 +181,9 @@ impl RecordWriter {
         }
         self.check_links(&txn, entity, &prepared).await?;
         if !entity.unique.is_empty() {
+            let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
             for (row, record) in prepared.iter().enumerate() {
-                self.check_unique(&txn, entity, record, None)
+                self.check_unique(&txn, entity, record, None, access, &scope)
                     .await
                     .map_err(|e| at_row(row, e))?;
             }
@@ -280,13 +281,12 @@ impl RecordWriter {
         let dialect = self.store.dialect();
         let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
         let txn = self.store.begin_write().await?;
-        let (current, base) =
-            load(&txn, dialect, entity, id, true, scope)
-                .await?
-                .ok_or(RecordError::NotFound {
-                    entity: entity.name.clone(),
-                    id,
-                })?;
+        let (current, base) = load(&txn, dialect, entity, id, true, scope.clone())
+            .await?
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })?;
         if current.version != expected_version {
             return Err(RecordError::Conflict {
                 entity: entity.name.clone(),
@@ -296,7 +296,8 @@ impl RecordWriter {
             });
         }
         let record = prepare(entity, &base, &patch, false, &cx).map_err(RecordError::Invalid)?;
-        self.check_unique(&txn, entity, &record, Some(id)).await?;
+        self.check_unique(&txn, entity, &record, Some(id), access, &scope)
+            .await?;
         self.check_links(&txn, entity, std::slice::from_ref(&record))
             .await?;
         let mut update = Query::update();
@@ -487,13 +488,16 @@ impl RecordWriter {
         .await
     }
 
-    /// Refuses a value that another record of the entity already holds, naming that record.
+    /// Refuses a value that another record of the entity already holds, naming
+    /// that record if it is inside the caller's rows (`scope`, from `access`).
     async fn check_unique(
         &self,
         txn: &DatabaseTransaction,
         entity: &EntityModel,
         record: &Prepared,
         this: Option<i64>,
+        access: &Access,
+        scope: &Condition,
     ) -> Result<(), RecordError> {
         let dialect = self.store.dialect();
         for key in &entity.unique {
@@ -547,17 +551,29 @@ impl RecordWriter {
             }
             if let Some(row) = txn.query_one(&q).await? {
                 let other: i64 = row.try_get_by_index(0)?;
+                // A record outside the caller's rows does not exist for them: never name it.
+                let visible = !access.restricts_rows() || {
+                    let mut seen = Query::select();
+                    seen.column(Alias::new("id"))
+                        .from(Alias::new(entity.table.as_str()))
+                        .and_where(Expr::col(Alias::new("id")).eq(other))
+                        .cond_where(scope.clone());
+                    txn.query_one(&seen).await?.is_some()
+                };
                 let title = entity
                     .title
                     .as_ref()
                     .and_then(|t| row.try_get::<Option<String>>("", t).ok().flatten());
                 let named = match title {
-                    Some(t) => format!("{} {t} (#{other})", entity.name),
-                    None => format!("{} #{other}", entity.name),
+                    _ if !visible => None,
+                    Some(t) => Some(format!("{} {t} (#{other})", entity.name)),
+                    None => Some(format!("{} #{other}", entity.name)),
                 };
-                let message = match &key.message {
-                    Some(m) => format!("{}: {named}", m.text("en")),
-                    None => format!("already used by {named}"),
+                let message = match (&key.message, named) {
+                    (Some(m), Some(named)) => format!("{}: {named}", m.text("en")),
+                    (Some(m), None) => m.text("en").to_owned(),
+                    (None, Some(named)) => format!("already used by {named}"),
+                    (None, None) => "already used by another record".to_owned(),
                 };
                 return Err(RecordError::Invalid(vec![FieldError::new(
                     &key.fields[0],

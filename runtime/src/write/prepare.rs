@@ -145,7 +145,10 @@ pub fn prepare(
     }
     if creating {
         for (name, field) in &entity.fields {
-            if out.values.get(name).is_none_or(Json::is_null)
+            // A malformed value is reported, not silently replaced by the default.
+            let malformed = errors.iter().any(|e| e.field == *name);
+            if !malformed
+                && out.values.get(name).is_none_or(Json::is_null)
                 && let Some(default) = &field.def.default
             {
                 match default_value(entity, name, field, default, &out, cx) {
