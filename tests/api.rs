@@ -40,6 +40,27 @@ fn api_on_postgres() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let server = Server::start(tmp.path(), Some(&database.url));
     run_checks(&server);
+    check("a second node shares the database and its sessions", || {
+        let other = tempfile::tempdir().expect("temp dir");
+        let second = Server::start(other.path(), Some(&database.url));
+        let token = server
+            .token("admin", ADMIN_PASSWORD)
+            .expect(200, "signs in on the first node")
+            .json();
+        let on_second = second.client("admin on node 2", &token);
+        let made = on_second
+            .post(
+                "/api/v1/leave/leave_type",
+                &json!({"code": "NODE_TWO", "name": "Node two"}),
+            )
+            .expect(201, "the first node's session works on the second")
+            .json();
+        server
+            .client("admin on node 1", &token)
+            .get(&format!("/api/v1/leave/leave_type/{}", made["id"]))
+            .expect(200, "what one node wrote, the other reads");
+        second.stop();
+    });
     server.stop();
     // A failed run keeps its database for inspection, as the storage tests do.
     database.drop_database();
@@ -62,6 +83,11 @@ fn run_checks(server: &Server) {
     check("read-only fields", || read_only_fields(server, &people));
     check("admin endpoints are for admins", || admin_only(&people));
     check("logout", || logout(server, &people));
+    check("API tokens", || api_tokens(server, &people));
+    check("cookie sessions need the CSRF token to write", || {
+        cookie_sessions(server)
+    });
+    check("operation and login logs", || logs(&people));
 }
 
 /// Runs one named check; its name is printed first, so a failure shows which.
@@ -985,6 +1011,156 @@ fn logout(server: &Server, p: &People) {
         .expect(200, "another session of the same user lives on");
     p.a.get("/api/v1/me")
         .expect(200, "and so does the suite's own session");
+}
+
+fn api_tokens(server: &Server, p: &People) {
+    let issued =
+        p.a.post(
+            "/api/v1/me/tokens",
+            &json!({"name": "payroll sync", "days": 30}),
+        )
+        .expect(201, "a named API token")
+        .json();
+    let integration = server.client(
+        "payroll sync",
+        &json!({"token": issued["token"], "user": {"id": p.a.id}}),
+    );
+    integration
+        .get("/api/v1/me")
+        .expect(200, "the API token signs requests in");
+    let listed =
+        p.a.get("/api/v1/me/tokens")
+            .expect(200, "lists tokens")
+            .json();
+    let entry = listed["data"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "payroll sync"))
+        .unwrap_or_else(|| panic!("the token is listed: {listed}"))
+        .clone();
+    assert!(
+        entry.get("token").is_none()
+            && !listed
+                .to_string()
+                .contains(issued["token"].as_str().unwrap_or("?")),
+        "a listed token never shows its secret: {listed}"
+    );
+    p.b.delete(&format!("/api/v1/me/tokens/{}", entry["id"]))
+        .problem(404, "another user's token");
+    p.a.delete(&format!("/api/v1/me/tokens/{}", entry["id"]))
+        .expect(204, "revokes the token");
+    integration
+        .get("/api/v1/me")
+        .problem(401, "a revoked token");
+}
+
+fn cookie_sessions(server: &Server) {
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let mut login = server
+        .agent
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .header("Content-Type", "application/json")
+        .send(&body)
+        .expect("signs in");
+    assert_eq!(login.status(), 200);
+    let set_cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().expect("name=value").to_owned();
+    let answer: Value =
+        serde_json::from_str(&login.body_mut().read_to_string().expect("a body")).expect("JSON");
+    let csrf = answer["csrf_token"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_owned();
+    let send = |method: &str, csrf: Option<&str>| {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}/api/v1/leave/leave_type", server.base))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "application/json");
+        if let Some(token) = csrf {
+            request = request.header("X-CSRF-Token", token);
+        }
+        let body =
+            json!({"code": format!("COOKIE_{}", csrf.map_or(0, str::len)), "name": "Cookie"});
+        server
+            .agent
+            .run(request.body(body.to_string()).expect("a request"))
+            .expect("a response")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(send("GET", None), 200, "reads need no CSRF token");
+    assert_eq!(
+        send("POST", None),
+        403,
+        "a cookie write without the CSRF token"
+    );
+    assert_eq!(
+        send("POST", Some("forged")),
+        403,
+        "a cookie write with a wrong token"
+    );
+    assert_eq!(
+        send("POST", Some(&csrf)),
+        201,
+        "a cookie write with the token"
+    );
+}
+
+fn logs(p: &People) {
+    // The operation log is written in the background: poll briefly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let operations = loop {
+        let reply = p
+            .admin
+            .get_with(
+                "/api/v1/admin/logs/operations",
+                &[("user_id", &p.a.id.to_string()), ("limit", "500")],
+            )
+            .expect(200, "the operation log")
+            .json();
+        let rows = reply["data"].as_array().cloned().unwrap_or_default();
+        if rows.iter().any(|r| r["path"] == "/api/v1/me/tokens")
+            || std::time::Instant::now() > deadline
+        {
+            break rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        operations.iter().all(|r| r["user_id"] == p.a.id),
+        "filtered by user"
+    );
+    let entry = operations
+        .iter()
+        .find(|r| r["method"] == "POST" && r["path"] == "/api/v1/me/tokens")
+        .unwrap_or_else(|| panic!("employee A's token request is logged: {operations:?}"));
+    assert_eq!(entry["status"], 201);
+    assert!(entry["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
+    let failures = p
+        .admin
+        .get_with("/api/v1/admin/logs/logins", &[("success", "false")])
+        .expect(200, "the login log")
+        .json();
+    let rows = failures["data"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "failed sign-ins are logged");
+    assert!(
+        rows.iter()
+            .all(|r| r["success"] == false && r["ip"] == "127.0.0.1")
+    );
+    p.a.get("/api/v1/admin/logs/logins")
+        .problem(403, "logs are for administrators");
+    p.admin
+        .get_with("/api/v1/admin/logs/operations", &[("colour", "red")])
+        .problem(400, "an unknown log filter");
 }
 
 // ---------------------------------------------------------------------------

@@ -164,8 +164,28 @@ async fn log_attempt(
     Ok(())
 }
 
-/// Opens a session for a user and returns its token.
+/// Opens a sign-in session for a user and returns its token.
 pub async fn open_session(store: &Store, user_id: i64) -> Result<String, StoreError> {
+    issue(store, user_id, None, chrono::Duration::hours(SESSION_HOURS)).await
+}
+
+/// Issues a named API token for an integration, valid for `days`; it works
+/// like a session token and is revoked the same way.
+pub async fn issue_api_token(
+    store: &Store,
+    user_id: i64,
+    name: &str,
+    days: i64,
+) -> Result<String, StoreError> {
+    issue(store, user_id, Some(name), chrono::Duration::days(days)).await
+}
+
+async fn issue(
+    store: &Store,
+    user_id: i64,
+    name: Option<&str>,
+    lifetime: chrono::Duration,
+) -> Result<String, StoreError> {
     let mut bytes = [0_u8; 32];
     getrandom::fill(&mut bytes)
         .map_err(|e| StoreError::Database(sea_orm::DbErr::Custom(format!("no randomness: {e}"))))?;
@@ -175,15 +195,49 @@ pub async fn open_session(store: &Store, user_id: i64) -> Result<String, StoreEr
     let mut insert = Query::insert();
     insert
         .into_table(Alias::new("trellis_sessions"))
-        .columns(["token_hash", "user_id", "created_at", "expires_at"].map(Alias::new))
+        .columns(["token_hash", "user_id", "name", "created_at", "expires_at"].map(Alias::new))
         .values_panic([
             token_hash(&token).into(),
             user_id.into(),
+            name.map(str::to_owned).into(),
             time(dialect, now).into(),
-            time(dialect, now + chrono::Duration::hours(SESSION_HOURS)).into(),
+            time(dialect, now + lifetime).into(),
         ]);
     store.connection().execute(&insert).await?;
     Ok(token)
+}
+
+/// A user's named API tokens (never the tokens themselves).
+pub async fn api_tokens(store: &Store, user_id: i64) -> Result<Vec<Json>, StoreError> {
+    let dialect = store.dialect();
+    let mut q = Query::select();
+    q.columns(["id", "name", "created_at", "expires_at"].map(Alias::new))
+        .from(Alias::new("trellis_sessions"))
+        .and_where(Expr::col(Alias::new("user_id")).eq(user_id))
+        .and_where(Expr::col(Alias::new("name")).is_not_null())
+        .order_by(Alias::new("id"), sea_orm::sea_query::Order::Asc);
+    let mut out = Vec::new();
+    for row in store.connection().query_all(&q).await? {
+        use crate::record::value::from_row;
+        use crate::store::ColumnKind as K;
+        out.push(serde_json::json!({
+            "id": from_row(&row, "id", K::Id, dialect)?,
+            "name": from_row(&row, "name", K::Text, dialect)?,
+            "created_at": from_row(&row, "created_at", K::DateTime, dialect)?,
+            "expires_at": from_row(&row, "expires_at", K::DateTime, dialect)?,
+        }));
+    }
+    Ok(out)
+}
+
+/// Revokes one of a user's API tokens; false when they have no such token.
+pub async fn revoke_api_token(store: &Store, user_id: i64, id: i64) -> Result<bool, StoreError> {
+    let mut d = Query::delete();
+    d.from_table(Alias::new("trellis_sessions"))
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .and_where(Expr::col(Alias::new("user_id")).eq(user_id))
+        .and_where(Expr::col(Alias::new("name")).is_not_null());
+    Ok(store.connection().execute(&d).await?.rows_affected() > 0)
 }
 
 /// The user behind a live session token, if the account is still enabled:

@@ -83,6 +83,8 @@ const TABLES: &[TableSpec] = &[
             ("id", Id, false),
             ("token_hash", Text, false),
             ("user_id", Integer, false),
+            // Named sessions are API tokens for integrations.
+            ("name", Text, true),
             ("created_at", DateTime, false),
             ("expires_at", DateTime, false),
             ("last_seen_at", DateTime, true),

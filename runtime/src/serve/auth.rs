@@ -202,3 +202,66 @@ pub async fn me(caller: Caller) -> Json<serde_json::Value> {
         "attributes": user.actor.attributes,
     }))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    /// Days until it expires (default 90, at most 3650).
+    days: Option<i64>,
+}
+
+/// `POST /api/v1/me/tokens`: a named API token for an integration, shown once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(new): JsonBody<NewToken>,
+) -> Result<Response, Problem> {
+    let name = new.name.trim();
+    if name.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a token needs a name",
+        ));
+    }
+    let days = new.days.unwrap_or(90).clamp(1, 3650);
+    let token = crate::session::issue_api_token(&state.store, caller.user.id, name, days)
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "name": name, "expires_in_days": days})),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/me/tokens`
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let tokens = crate::session::api_tokens(&state.store, caller.user.id)
+        .await
+        .map_err(|e| internal(&e))?;
+    Ok(Json(json!({ "data": tokens })))
+}
+
+/// `DELETE /api/v1/me/tokens/{id}`
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    caller: Caller,
+) -> Result<StatusCode, Problem> {
+    let missing = || Problem::not_found(format!("you have no token {id}"));
+    let number: i64 = id.parse().map_err(|_| missing())?;
+    let revoked = crate::session::revoke_api_token(&state.store, caller.user.id, number)
+        .await
+        .map_err(|e| internal(&e))?;
+    if !revoked {
+        return Err(missing());
+    }
+    // Its hash is not known here; forgetting every cached session makes the
+    // revocation immediate on this node.
+    state.sessions.clear();
+    Ok(StatusCode::NO_CONTENT)
+}
