@@ -52,13 +52,12 @@ pub enum AdminAccount {
 pub async fn ensure_admin(
     store: &Store,
     password: Option<&str>,
-) -> Result<AdminAccount, StoreError> {
-    let conn = store.connection();
+) -> Result<AdminAccount, AccountError> {
     let mut find = Query::select();
     find.column(Alias::new("id"))
         .from(Alias::new("trellis_users"))
-        .and_where(Expr::col(Alias::new("username")).eq("admin"));
-    if conn.query_one(&find).await?.is_some() {
+        .and_where(Expr::col(Alias::new("username")).eq(ADMIN_USERNAME));
+    if store.connection().query_one(&find).await?.is_some() {
         return Ok(AdminAccount::Existing);
     }
     let (password, outcome) = match password.filter(|p| !p.is_empty()) {
@@ -68,58 +67,30 @@ pub async fn ensure_admin(
             (p.clone(), AdminAccount::Generated(p))
         }
     };
-    // Argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| StoreError::Database(sea_orm::DbErr::Custom(e.to_string())))??;
-    let now: sea_orm::Value = match store.dialect() {
-        Dialect::Sqlite => datetime_text(chrono::Utc::now()).into(),
-        Dialect::Postgres => chrono::Utc::now().into(),
+    let admin = AccountChange {
+        username: Some(ADMIN_USERNAME.into()),
+        password: Some(password),
+        display_name: Some("Administrator".into()),
+        roles: Some(vec![crate::permission::ADMIN.into()]),
+        ..AccountChange::default()
     };
-    match insert_admin(store, hash, now).await {
-        Ok(()) => Ok(outcome),
-        // Another node sharing the database created it first.
-        Err(_) if conn.query_one(&find).await?.is_some() => Ok(AdminAccount::Existing),
-        Err(e) => Err(e),
+    match create_user(store, admin).await {
+        Ok(_) => Ok(outcome),
+        Err(e) => {
+            // Another node sharing the database may have created it first (its
+            // insert then beat ours to the unique username).
+            let exists = store.connection().query_one(&find).await?.is_some();
+            if exists {
+                Ok(AdminAccount::Existing)
+            } else {
+                Err(e)
+            }
+        }
     }
 }
 
-async fn insert_admin(store: &Store, hash: String, now: sea_orm::Value) -> Result<(), StoreError> {
-    let txn = store.begin_write().await?;
-    let mut insert = Query::insert();
-    insert
-        .into_table(Alias::new("trellis_users"))
-        .columns(
-            [
-                "username",
-                "display_name",
-                "password_hash",
-                "disabled",
-                "created_at",
-            ]
-            .map(Alias::new),
-        )
-        .values_panic([
-            "admin".into(),
-            "Administrator".into(),
-            hash.into(),
-            false.into(),
-            now.into(),
-        ])
-        .returning_col(Alias::new("id"));
-    let id: i64 = txn
-        .query_one(&insert)
-        .await?
-        .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?
-        .try_get_by_index(0)?;
-    let mut role = Query::insert();
-    role.into_table(Alias::new("trellis_user_roles"))
-        .columns(["user_id", "role"].map(Alias::new))
-        .values_panic([id.into(), "admin".into()]);
-    txn.execute(&role).await?;
-    txn.commit().await?;
-    Ok(())
-}
+/// The first account's name.
+pub const ADMIN_USERNAME: &str = "admin";
 
 /// Why an account change was refused.
 #[derive(Debug, thiserror::Error)]

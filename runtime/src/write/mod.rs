@@ -77,20 +77,7 @@ impl RecordWriter {
         let ids = self.insert_many(entity, inputs, actor, access).await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let (record, _) = load(
-                self.store.connection(),
-                self.store.dialect(),
-                entity,
-                id,
-                false,
-                Condition::all(),
-            )
-            .await?
-            .ok_or(RecordError::NotFound {
-                entity: entity.name.clone(),
-                id,
-            })?;
-            out.push(record);
+            out.push(self.reload(entity, id).await?);
         }
         Ok(out)
     }
@@ -354,20 +341,7 @@ impl RecordWriter {
         .await?;
         self.require_visible(&txn, entity, &[id], access).await?;
         txn.commit().await?;
-        let (record, _) = load(
-            self.store.connection(),
-            dialect,
-            entity,
-            id,
-            false,
-            Condition::all(),
-        )
-        .await?
-        .ok_or(RecordError::NotFound {
-            entity: entity.name.clone(),
-            id,
-        })?;
-        Ok(record)
+        self.reload(entity, id).await
     }
 
     /// Deletes a record. Records linking to it are refused (`restrict`, the
@@ -715,6 +689,26 @@ impl RecordWriter {
             insert_lines(txn, model, new_lines).await?;
         }
         Ok(())
+    }
+
+    /// A record as committed, read back after a write.
+    async fn reload(&self, entity: &EntityModel, id: i64) -> Result<Record, RecordError> {
+        let conn = self.store.connection();
+        let loaded = load(
+            conn,
+            self.store.dialect(),
+            entity,
+            id,
+            false,
+            Condition::all(),
+        )
+        .await?;
+        loaded
+            .map(|(record, _)| record)
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })
     }
 
     /// A caller with a row filter may only write records that stay inside it:
