@@ -799,10 +799,14 @@ fn hidden_fields(p: &People) {
             .expect(200, "A searches"),
         SECRET,
     );
-    assert_hides_hr_note(
-        &a.get(&format!("{path}/history"))
-            .expect(200, "A reads the history"),
-        SECRET,
+    let a_history = a
+        .get(&format!("{path}/history"))
+        .expect(200, "A reads the history");
+    assert_hides_hr_note(&a_history, SECRET);
+    assert_eq!(
+        a_history.json()["data"].as_array().map(Vec::len),
+        Some(1),
+        "HR's change to the hidden note is not even listed for A: {a_history:?}"
     );
     let changed = a
         .patch_if_match(&path, 2, &json!({"reason": "sunshine"}))

@@ -61,7 +61,12 @@ impl RecordReader {
                 Ok(Json::Object(map)) => map,
                 _ => Map::new(),
             };
+            let before = changes.len();
             changes.retain(|field, _| !access.hides(field));
+            if before > 0 && changes.is_empty() {
+                // A change to hidden fields only: not even its time is shown.
+                continue;
+            }
             out.push(Change {
                 at: from_row(&row, "at", ColumnKind::DateTime, dialect)?,
                 user_id: row.try_get("", "user_id")?,
