@@ -245,6 +245,9 @@ async fn an_invalid_record_is_refused_with_every_field_error_and_nothing_written
         assert_eq!(found, [("lines[0].item", "required"), ("lines[0].qty", "min"), ("note", "min_length"), ("number", "read_only")]);
         let err = f.writer.create(&o, input(json!({"customer": id, "lines": [{"item": "big", "qty": 1, "price": "2000000"}]})), &Actor::user(1), &Access::everything()).await.expect_err("rule");
         assert_eq!(err.field_errors()[0].message, "An order is at most one million");
+        // Money has 18 digits, two after the point: a 17-digit amount does not fit.
+        let err = f.writer.create(&o, input(json!({"customer": id, "lines": [{"item": "huge", "price": "10000000000000000"}]})), &Actor::user(1), &Access::everything()).await.expect_err("too many digits");
+        assert_eq!((err.field_errors()[0].field.as_str(), err.field_errors()[0].code.as_str()), ("lines[0].price", "precision"));
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order").await, 0);
         assert_eq!(count(&store, "SELECT COUNT(*) FROM sales__order__lines").await, 0);
     })

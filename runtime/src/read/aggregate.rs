@@ -201,6 +201,12 @@ impl RecordReader {
                     let kind = column_kind(entity, f).ok_or_else(|| {
                         RecordError::BadQuery(format!("{} has no field `{f}`", entity.name))
                     })?;
+                    // PostgreSQL has no MIN or MAX of booleans or JSON.
+                    if matches!(kind, ColumnKind::Boolean | ColumnKind::Json) {
+                        return Err(RecordError::BadQuery(format!(
+                            "`{f}` has no smallest or largest value"
+                        )));
+                    }
                     let e = if matches!(m, Measure::Min(_)) {
                         Func::min(col(f))
                     } else {

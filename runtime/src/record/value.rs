@@ -76,9 +76,11 @@ pub fn coerce(name: &str, field: &FieldModel, input: &Json) -> Result<Json, Fiel
             }
             FieldType::Decimal | FieldType::Money | FieldType::Percent => {
                 let d = decimal(value).ok_or_else(type_error)?;
-                let scale = match field.column {
-                    ColumnKind::Exact { scale, .. } => u32::from(scale),
-                    _ => 2,
+                let (precision, scale) = match field.column {
+                    ColumnKind::Exact { precision, scale } => {
+                        (u32::from(precision), u32::from(scale))
+                    }
+                    _ => (18, 2),
                 };
                 let d = d.normalize();
                 if d.scale() > scale {
@@ -87,6 +89,15 @@ pub fn coerce(name: &str, field: &FieldModel, input: &Json) -> Result<Json, Fiel
                 range(name, def, d)?;
                 let mut d = d;
                 d.rescale(scale);
+                // The column holds `precision` digits: more would fail on
+                // PostgreSQL and be lost on SQLite.
+                if digits(d.mantissa()) > precision {
+                    let whole = precision.saturating_sub(scale);
+                    return Err(err(
+                        "precision",
+                        format!("at most {whole} digits before the decimal point"),
+                    ));
+                }
                 Ok(Json::String(d.to_string()))
             }
             FieldType::Boolean => value.as_bool().map(Json::Bool).ok_or_else(type_error),
@@ -173,6 +184,11 @@ fn range(name: &str, def: &trellis_engine::model::Field, value: Decimal) -> Resu
         ));
     }
     Ok(())
+}
+
+/// The decimal digits of a number (0 has one).
+fn digits(n: i128) -> u32 {
+    n.unsigned_abs().checked_ilog10().map_or(1, |log| log + 1)
 }
 
 fn expected(kind: FieldType) -> &'static str {

@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod body;
 mod observe;
+mod openapi;
 pub mod problem;
 mod records;
 
@@ -41,6 +42,7 @@ pub struct AppState {
     pub writer: Arc<RecordWriter>,
     pub metrics: Arc<observe::Metrics>,
     pub operations: OperationLog,
+    pub sessions: Arc<crate::session::SessionCache>,
 }
 
 /// How long a request may take before it is answered with 408.
@@ -53,6 +55,7 @@ impl AppState {
         let catalog = Arc::new(Catalog::new(model));
         AppState {
             metrics: Arc::default(),
+            sessions: Arc::default(),
             operations: OperationLog::start(store.clone()),
             reader: Arc::new(RecordReader::new(store.clone(), catalog.clone())),
             writer: Arc::new(RecordWriter::new(store.clone(), catalog.clone())),
@@ -67,8 +70,14 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/token", post(auth::token))
+        .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/me", get(auth::me))
+        .route(
+            "/me/tokens",
+            get(auth::list_tokens).post(auth::create_token),
+        )
+        .route("/me/tokens/{id}", axum::routing::delete(auth::revoke_token))
         .route("/admin/users", get(admin::users).post(admin::create))
         .route("/admin/users/{id}", axum::routing::patch(admin::update))
         .route("/admin/roles", get(admin::roles))
@@ -85,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{app}/{entity}/{id}/history", get(records::history));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi::document_json))
         .route("/metrics", get(observe::metrics))
         .nest("/api/v1", api)
         .route_layer(axum::middleware::from_fn_with_state(
