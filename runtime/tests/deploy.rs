@@ -44,7 +44,7 @@ async fn adding_a_field_adds_a_column_and_keeps_the_rows() {
         let v2 = model(&[("app.yaml", APP), ("entities/customer.yaml", &customer("  region: {type: text, index: true}\n"))]);
         let plan = deploy_model(&store, &v2, false).await.expect("v2");
         let descriptions: Vec<&str> = plan.steps.iter().map(|s| s.description.as_str()).collect();
-        assert_eq!(descriptions, ["add column shop__customer.region", "create index shop__customer__region_idx on shop__customer (region)"]);
+        assert_eq!(descriptions, ["add column shop__customer.region", "create index shop__customer__region_idx on shop__customer (region, id)"]);
         assert_eq!(texts(&store, "SELECT name FROM shop__customer").await, [Some("Acme".to_owned())]);
         exec(&store, "UPDATE shop__customer SET region = ?", vec!["east".into()]).await.expect("the new column is writable");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_revisions").await, 2);

@@ -344,7 +344,13 @@ impl RecordReader {
             } else {
                 (Order::Asc, NullOrdering::First)
             };
-            select.order_by_with_nulls(Alias::new(key.field.as_str()), order, nulls);
+            if key.field == "id" {
+                // Never null: a NULLS clause would only keep PostgreSQL from
+                // reading the primary key's index in order.
+                select.order_by(Alias::new("id"), order);
+            } else {
+                select.order_by_with_nulls(Alias::new(key.field.as_str()), order, nulls);
+            }
         }
         match &query.paging {
             Paging::First => {}

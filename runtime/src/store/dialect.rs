@@ -74,11 +74,16 @@ impl Dialect {
             "({})",
             columns.iter().map(quote).collect::<Vec<_>>().join(", ")
         );
+        // `id` is never null and lists order it plainly (`ORDER BY id`); a NULLS
+        // clause on it would keep the index from serving that order.
         let nulls_first = format!(
             "({})",
             columns
                 .iter()
-                .map(|c| format!("{} NULLS FIRST", quote(c)))
+                .map(|c| match c.as_str() {
+                    "id" => quote(c),
+                    _ => format!("{} NULLS FIRST", quote(c)),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -235,7 +235,14 @@ impl Table {
     ) {
         let suffix = if unique { "key" } else { "idx" };
         let name = index_name(table, columns, suffix);
-        let columns = columns.iter().map(|c| (*c).to_owned()).collect();
+        let mut columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+        // Lists end their order with `id`, so a page filtered on an index's
+        // columns (a row filter's `owner`, a status) is read from the index in
+        // order instead of sorting every match. SQLite indexes carry the id
+        // anyway; PostgreSQL's need it spelled out.
+        if !unique && !columns.iter().any(|c| c == "id") {
+            columns.push("id".to_owned());
+        }
         self.indexes.insert(
             name,
             TableIndex {
