@@ -436,6 +436,18 @@ fn validation(p: &People) {
 fn bad_requests(server: &Server, p: &People) {
     let a = &p.a;
     let list = "/api/v1/leave/leave_request";
+    let long = "x".repeat(10_000);
+    server
+        .token(&long, "whatever-password")
+        .problem(401, "a sign-in with a username no account can have");
+    let problem = p
+        .admin
+        .post(
+            "/api/v1/admin/users",
+            &json!({"username": long, "password": "password-1"}),
+        )
+        .problem(422, "an account with a 10,000-character username");
+    assert_field_error(&problem, "username", "invalid");
     a.get_with(list, &[("filter", r#"{"no_such_field": 1}"#)])
         .problem(400, "a filter naming an unknown field");
     a.get_with(list, &[("filter", r#"{"status": "draft""#)])

@@ -192,6 +192,9 @@ pub async fn create_user(store: &Store, change: AccountChange) -> Result<i64, Ac
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
         .ok_or_else(|| invalid("username", "a username is required"))?;
+    if username.chars().count() > crate::session::MAX_USERNAME {
+        return Err(invalid("username", "at most 100 characters"));
+    }
     if change.password.is_none() {
         return Err(invalid("password", "a password is required"));
     }

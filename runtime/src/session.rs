@@ -16,6 +16,8 @@ use crate::store::{Dialect, Store, StoreError};
 
 /// The login log: every attempt, who, from where, and whether it succeeded.
 pub const LOGIN_LOG: &str = "trellis_login_log";
+/// The longest username accepted.
+pub const MAX_USERNAME: usize = 100;
 /// How long a session lasts.
 pub const SESSION_HOURS: i64 = 12;
 /// Failed attempts on one account within [`LOCKOUT_MINUTES`] that lock it.
@@ -73,6 +75,12 @@ pub async fn sign_in(
     password: &str,
     ip: &str,
 ) -> Result<(User, String), LoginError> {
+    // No account has a longer name; the log keeps what could be one.
+    if username.chars().count() > MAX_USERNAME {
+        let kept: String = username.chars().take(MAX_USERNAME).collect();
+        log_attempt(store, &kept, None, ip, false).await?;
+        return Err(LoginError::Refused);
+    }
     let dialect = store.dialect();
     let conn = store.connection();
     let now = chrono::Utc::now();
