@@ -84,6 +84,7 @@ fn run_checks(server: &Server) {
     check("admin endpoints are for admins", || admin_only(&people));
     check("logout", || logout(server, &people));
     check("API tokens", || api_tokens(server, &people));
+    check("CSV export under the export permission", || export(&people));
     check("cookie sessions need the CSRF token to write", || {
         cookie_sessions(server)
     });
@@ -1027,6 +1028,56 @@ fn logout(server: &Server, p: &People) {
         .expect(200, "another session of the same user lives on");
     p.a.get("/api/v1/me")
         .expect(200, "and so does the suite's own session");
+}
+
+fn export(p: &People) {
+    let path = "/api/v1/leave/leave_request/export";
+    p.a.get(path)
+        .problem(403, "employees have no export permission");
+    let csv = p.manager.get(path).expect(200, "managers export");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = csv
+        .body
+        .strip_prefix('\u{feff}')
+        .expect("a byte-order mark for spreadsheets");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    assert_eq!(header[0], "id");
+    assert!(header.contains(&"leave_type.title"), "{header:?}");
+    assert!(
+        header.contains(&"hr_note"),
+        "read-only for managers, not hidden: {header:?}"
+    );
+    let listed = p
+        .manager
+        .get_with("/api/v1/leave/leave_request", &[("total", "exact")])
+        .expect(200, "the manager's list")
+        .json();
+    assert_eq!(
+        lines.count() as i64,
+        listed["total"].as_i64().expect("a total"),
+        "the export holds exactly the manager's rows"
+    );
+    let filtered = p
+        .manager
+        .get_with(path, &[("filter", r#"{"status": "no_such_state"}"#)])
+        .problem(400, "an export filter is checked like a list's");
+    assert!(
+        filtered["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no_such_state")),
+        "{filtered}"
+    );
+    p.manager
+        .get_with(path, &[("sort", "hr_note")])
+        .expect(200, "the manager may sort by a read-only field");
+    let hr = p.hr.get(path).expect(200, "HR exports");
+    assert!(
+        hr.body
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("hr_note"))
+    );
 }
 
 fn api_tokens(server: &Server, p: &People) {

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/logs/operations", get(admin::operation_log))
         .route("/{app}/{entity}", get(records::list).post(records::create))
         .route("/{app}/{entity}/aggregate", get(records::aggregate))
+        .route("/{app}/{entity}/export", get(records::export))
         .route(
             "/{app}/{entity}/{id}",
             get(records::get)

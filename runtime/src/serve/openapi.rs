@@ -594,9 +594,33 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
         )
         .problems(&[403, 404])
         .build();
+    let export = Operation::signed_in(
+        &id("export"),
+        &format!("Export {} records as CSV", entity.name),
+    )
+    .tag(schema)
+    .params(vec![
+        filter_param(schema),
+        param_ref("Search"),
+        field_list_param(
+            "sort",
+            "Fields to sort by, comma-separated, `-` for descending.",
+            sort_examples(entity),
+        ),
+    ])
+    .answers(
+        200,
+        json!({
+            "description": "The matching records (at most 100,000), one CSV row each.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }),
+    )
+    .problems(&[400, 403])
+    .build();
     let record_id = json!([param_ref("RecordId")]);
     paths.insert(base.clone(), json!({"get": list, "post": create}));
     paths.insert(format!("{base}/aggregate"), json!({"get": aggregate}));
+    paths.insert(format!("{base}/export"), json!({"get": export}));
     paths.insert(
         format!("{base}/{{id}}"),
         json!({"parameters": record_id, "get": get, "patch": patch, "delete": delete}),
