@@ -437,6 +437,22 @@ fn validation(p: &People) {
 fn bad_requests(server: &Server, p: &People) {
     let a = &p.a;
     let list = "/api/v1/leave/leave_request";
+    p.admin
+        .post(list, &p.request_body(None, "2033-03-03", p.manager.id))
+        .expect(201, "the admin asks for leave too");
+    let mine = p
+        .admin
+        .get_with(list, &[("filter", r#"{"employee": "$user.id"}"#)])
+        .expect(
+            200,
+            "`$user` in a filter of an unrestricted caller means them",
+        )
+        .json();
+    let rows = mine["data"].as_array().expect("records");
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["employee"] == p.admin.id),
+        "exactly the admin's own requests: {mine}"
+    );
     let long = "x".repeat(10_000);
     server
         .token(&long, "whatever-password")

@@ -65,6 +65,13 @@ impl Access {
         }
     }
 
+    /// The same, with `actor`'s `$user` values for the variables of request
+    /// filters (`{owner: $user.id}` means "mine" for every caller).
+    pub fn for_user(mut self, actor: &Actor) -> Access {
+        self.user = actor.attributes.clone();
+        self
+    }
+
     /// The same, without these fields.
     pub fn hiding(mut self, fields: impl IntoIterator<Item = String>) -> Access {
         self.hidden.extend(fields);
