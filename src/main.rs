@@ -80,28 +80,7 @@ enum Command {
         allow_destructive: bool,
     },
     /// Run a benchmark suite and print figures with their ratio to a raw baseline.
-    Bench {
-        #[arg(value_enum)]
-        suite: bench::Suite,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// `check`: how many times each app is checked.
-        #[arg(long, default_value_t = 200)]
-        iterations: u32,
-        /// `store`: the database to measure.
-        #[arg(long, value_enum, default_value_t = bench::Backend::Sqlite)]
-        backend: bench::Backend,
-        /// `store`, `api`: how many records to seed (default 1,000,000 and 100,000).
-        #[arg(long)]
-        rows: Option<u64>,
-        /// `store`: records per insert transaction (an import's batch size).
-        #[arg(long, default_value_t = 10_000)]
-        batch: u64,
-        /// `store`, `api` on PostgreSQL: a server URL whose user may create databases.
-        #[arg(long, env = "DATABASE_URL")]
-        database_url: Option<String>,
-    },
+    Bench(bench::Options),
 }
 
 /// Which apps run against which database (`serve` and `migrate`).
@@ -350,23 +329,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench {
-            suite,
-            json,
-            iterations,
-            backend,
-            rows,
-            batch,
-            database_url,
-        } => bench::run(bench::Options {
-            suite,
-            json,
-            iterations,
-            backend,
-            rows,
-            batch,
-            database_url,
-        }),
+        Command::Bench(options) => bench::run(options),
         Command::Serve { target, bind, demo } => {
             let Some(model) = checked_apps(target.apps.clone(), target.examples) else {
                 return Ok(ExitCode::from(1));

@@ -1,9 +1,10 @@
 //! The Trellis runtime: runs checked apps against a real SQL database.
 //!
-//! Today it owns the connection ([`store`]) and schema deployment ([`deploy`]):
-//! a checked model becomes a [`store::Layout`] of typed tables, the planner
-//! compares it with the last deployed layout, and the printed plan is applied in
-//! one transaction. Records, permissions and the API build on this.
+//! A checked model becomes a [`store::Layout`] of typed tables ([`deploy`]
+//! plans and applies the change in one transaction); records are written
+//! through one pipeline ([`write`]) and read ([`read`]) under the caller's
+//! [`Access`], which [`permission`] derives from the apps' roles; [`serve`]
+//! puts all of it behind the REST API.
 //!
 //! **Invariant:** the runtime never parses YAML; it accepts only a
 //! [`trellis_engine::CheckedModel`].

@@ -30,14 +30,27 @@ pub enum Backend {
 }
 
 /// What `trellis bench` was asked.
+#[derive(clap::Args)]
 pub struct Options {
+    #[arg(value_enum)]
     pub suite: Suite,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
     pub json: bool,
+    /// `check`: how many times each app is checked.
+    #[arg(long, default_value_t = 200)]
     pub iterations: u32,
+    /// `store`, `api`: the database to measure.
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
     pub backend: Backend,
-    /// Records to seed (default: 1,000,000 for `store`, 100,000 for `api`).
+    /// `store`, `api`: how many records to seed (default 1,000,000 and 100,000).
+    #[arg(long)]
     pub rows: Option<u64>,
+    /// `store`: records per insert transaction (an import's batch size).
+    #[arg(long, default_value_t = 10_000)]
     pub batch: u64,
+    /// `store`, `api` on PostgreSQL: a server URL whose user may create databases.
+    #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }
 

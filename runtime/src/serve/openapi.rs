@@ -474,6 +474,14 @@ fn is_single_column(field: &FieldModel) -> bool {
     field.column != ColumnKind::Json
 }
 
+fn sort_param(entity: &EntityModel) -> Json {
+    field_list_param(
+        "sort",
+        "Fields to sort by, comma-separated, `-` for descending.",
+        sort_examples(entity),
+    )
+}
+
 fn sort_examples(entity: &EntityModel) -> Vec<String> {
     let fields = entity
         .fields
@@ -524,11 +532,7 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
         .params(vec![
             filter_param(schema),
             param_ref("Search"),
-            field_list_param(
-                "sort",
-                "Fields to sort by, comma-separated, `-` for descending.",
-                sort_examples(entity),
-            ),
+            sort_param(entity),
             param_ref("Limit"),
             param_ref("Offset"),
             param_ref("After"),
@@ -602,11 +606,7 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
     .params(vec![
         filter_param(schema),
         param_ref("Search"),
-        field_list_param(
-            "sort",
-            "Fields to sort by, comma-separated, `-` for descending.",
-            sort_examples(entity),
-        ),
+        sort_param(entity),
     ])
     .answers(
         200,

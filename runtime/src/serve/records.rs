@@ -117,16 +117,10 @@ fn number_param(params: &Params, name: &str) -> Result<Option<u64>, Problem> {
         .transpose()
 }
 
-/// `GET /api/v1/{app}/{entity}`
-pub async fn list(
-    State(state): State<AppState>,
-    Path((app, name)): Path<(String, String)>,
-    Query(params): Query<Params>,
-    caller: Caller,
-) -> Result<axum::Json<Json>, Problem> {
-    let entity = entity(&state, &app, &name)?;
-    let access = allowed(&state, &caller, &entity, Operation::Read)?;
-    let paging = match (params.get("after"), number_param(&params, "offset")?) {
+/// A list query from request parameters: `filter`, `q`, `sort`, `limit`, and
+/// `after` (a cursor) or `offset`; `total=exact` counts past the cap.
+fn list_query(params: &Params) -> Result<ListQuery, Problem> {
+    let paging = match (params.get("after"), number_param(params, "offset")?) {
         (Some(_), Some(_)) => {
             return Err(Problem::bad_request(
                 "page with `after` (a cursor) or `offset`, not both",
@@ -136,14 +130,26 @@ pub async fn list(
         (None, Some(offset)) => Paging::Offset(offset),
         (None, None) => Paging::First,
     };
-    let query = ListQuery {
-        filter: filter_param(&params)?,
+    Ok(ListQuery {
+        filter: filter_param(params)?,
         search: params.get("q").cloned(),
         sort: params.get("sort").cloned().into_iter().collect(),
-        limit: number_param(&params, "limit")?,
+        limit: number_param(params, "limit")?,
         paging,
         exact_total: params.get("total").is_some_and(|t| t == "exact"),
-    };
+    })
+}
+
+/// `GET /api/v1/{app}/{entity}`
+pub async fn list(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    Query(params): Query<Params>,
+    caller: Caller,
+) -> Result<axum::Json<Json>, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    let query = list_query(&params)?;
     let page = state.reader.list(&entity, &query, &access).await?;
     let (total, exact) = match page.total {
         Total::Exact(n) => (n, true),
@@ -335,12 +341,10 @@ pub async fn export(
     let entity = entity(&state, &app, &name)?;
     let access = allowed(&state, &caller, &entity, Operation::Export)?;
     let mut query = ListQuery {
-        filter: filter_param(&params)?,
-        search: params.get("q").cloned(),
-        sort: params.get("sort").cloned().into_iter().collect(),
         limit: Some(crate::read::MAX_PAGE),
         paging: Paging::First,
         exact_total: true,
+        ..list_query(&params)?
     };
     let first = state.reader.list(&entity, &query, &access).await?;
     if let Total::Exact(n) = first.total
