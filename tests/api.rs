@@ -1832,9 +1832,7 @@ impl Postgres {
     fn drop_database(self) {
         block_on(async {
             let admin = trellis_runtime::Store::connect(&self.admin_url).await?;
-            admin
-                .execute_sql(&format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))
-                .await?;
+            admin.drop_database(&self.name).await?;
             admin.close().await
         })
         .expect("drops the test database");

@@ -1,4 +1,4 @@
-//! The operation log: one row per API request (who, what, outcome, how long),
+//! The operation log: one row per logged API request (who, what, outcome, how long),
 //! for administrators. Requests hand their entry to a background writer that
 //! inserts in batches, so logging never adds a write to a request's latency.
 

@@ -62,7 +62,7 @@ pub fn run(backend: Backend, rows: u64, database_url: Option<String>) -> Result<
         store.close().await.map_err(|e| e.to_string())?;
         if let Some((admin, name)) = cleanup {
             admin
-                .execute_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+                .drop_database(&name)
                 .await
                 .map_err(|e| e.to_string())?;
         }

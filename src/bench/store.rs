@@ -113,7 +113,7 @@ pub async fn run(
     store.close().await.map_err(|e| e.to_string())?;
     if let Some((admin, name)) = cleanup {
         admin
-            .execute_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .drop_database(&name)
             .await
             .map_err(|e| e.to_string())?;
     }

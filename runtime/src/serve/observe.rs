@@ -1,5 +1,6 @@
-//! What the server tells about itself: every API request goes to the
-//! operation log and to the metrics served at `/metrics` (Prometheus text).
+//! What the server tells about itself: every API request is counted in the
+//! metrics served at `/metrics` (Prometheus text); changes, exports and
+//! failures also go to the operation log.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -147,6 +148,15 @@ fn target(path: &str) -> (Option<String>, Option<String>, Option<i64>) {
     }
 }
 
+/// Which requests the operation log keeps: every change, every export, and
+/// every refused or failed request. Successful plain reads are only counted
+/// in the metrics: logging them would add a database write to each page view
+/// and bury the changes an administrator looks for under millions of reads.
+fn logged(method: &str, path: &str, status: u16) -> bool {
+    let read = matches!(method, "GET" | "HEAD" | "OPTIONS");
+    path.starts_with("/api/") && (!read || status >= 400 || path.ends_with("/export"))
+}
+
 /// Times a request, then counts it and logs it.
 pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -167,7 +177,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let seconds = started.elapsed().as_secs_f64();
     let status = response.status().as_u16();
     state.metrics.observe(&route, &method, status, seconds);
-    if path.starts_with("/api/") {
+    if logged(&method, &path, status) {
         let (app, entity, record_id) = target(&path);
         state.operations.record(Operation {
             at,
@@ -188,6 +198,19 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_exports_and_failures_are_logged_plain_reads_are_not() {
+        assert!(logged("POST", "/api/v1/crm/customer", 201));
+        assert!(logged("PATCH", "/api/v1/crm/customer/1", 200));
+        assert!(logged("DELETE", "/api/v1/crm/customer/1", 204));
+        assert!(logged("GET", "/api/v1/crm/customer/export", 200));
+        assert!(logged("GET", "/api/v1/crm/customer/1", 404));
+        assert!(logged("GET", "/api/v1/admin/users", 403));
+        assert!(!logged("GET", "/api/v1/crm/customer/1", 200));
+        assert!(!logged("GET", "/api/v1/crm/customer", 200));
+        assert!(!logged("POST", "/healthz", 200));
+    }
 
     #[test]
     fn api_paths_name_their_app_entity_and_record() {

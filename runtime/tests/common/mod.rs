@@ -55,7 +55,7 @@ pub async fn each_backend(test: &str, body: impl AsyncFn(Store)) {
     body(store.clone()).await;
     store.close().await.expect("PostgreSQL closes");
     admin
-        .execute_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .drop_database(&name)
         .await
         .expect("drop the test database");
     admin.close().await.expect("admin closes");
