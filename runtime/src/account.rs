@@ -136,6 +136,17 @@ pub struct AccountChange {
 pub const MIN_PASSWORD: usize = 8;
 
 /// An account as administrators see it (never its hash).
+/// Whether an enabled account has this id.
+pub async fn exists<C: sea_orm::ConnectionTrait>(conn: &C, id: i64) -> Result<bool, StoreError> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let mut q = Query::select();
+    q.column(Alias::new("id"))
+        .from(Alias::new("trellis_users"))
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .and_where(Expr::col(Alias::new("disabled")).eq(false));
+    Ok(conn.query_one(&q).await?.is_some())
+}
+
 pub async fn list_users(store: &Store) -> Result<Vec<serde_json::Value>, StoreError> {
     let conn = store.connection();
     let mut q = Query::select();

@@ -75,6 +75,10 @@ pub struct EntityModel {
     pub validations: Vec<Validation>,
     pub state_field: Option<String>,
     pub initial_state: Option<String>,
+    /// States whose records change only through workflow actions.
+    pub locked_states: std::collections::HashSet<String>,
+    /// The names of the workflow's transitions and the entity's buttons.
+    pub actions: Vec<String>,
     /// Links from other entities to this one.
     pub linked_from: Vec<Backlink>,
 }
@@ -251,7 +255,14 @@ fn entity_model(
     }
     let mut state_field = None;
     let mut initial_state = None;
+    let mut locked_states = std::collections::HashSet::new();
     if let Some(w) = workflow {
+        locked_states = w
+            .states
+            .iter()
+            .filter(|(_, s)| s.locked)
+            .map(|(n, _)| n.clone())
+            .collect();
         let options = w
             .states
             .keys()
@@ -285,6 +296,13 @@ fn entity_model(
         validations: Vec::new(),
         state_field,
         initial_state,
+        locked_states,
+        actions: workflow
+            .iter()
+            .flat_map(|w| &w.transitions)
+            .chain(&entity.actions)
+            .map(|a| a.action.clone())
+            .collect(),
         linked_from: Vec::new(),
     };
     for (field_name, f) in &model.fields {

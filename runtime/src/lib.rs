@@ -13,6 +13,7 @@ pub mod account;
 pub mod catalog;
 pub mod demo;
 pub mod deploy;
+pub mod notify;
 pub mod oplog;
 pub mod permission;
 pub mod read;
@@ -20,6 +21,7 @@ pub mod record;
 pub mod serve;
 pub mod session;
 pub mod store;
+pub mod workflow;
 pub mod write;
 
 pub use catalog::Catalog;

@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, DbErr, Statement};
 
 use crate::store::{Dialect, Layout, Store, StoreError};
 
-pub use platform::{AUDIT, REVISIONS, SEQUENCES};
+pub use platform::{AUDIT, DELEGATIONS, REVISIONS, SEQUENCES, WORKFLOW_HISTORY};
 
 /// What can stop a deployment.
 #[derive(Debug, thiserror::Error)]

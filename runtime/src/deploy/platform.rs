@@ -1,6 +1,6 @@
 //! The platform's own tables, laid out and deployed like any app's, so that
 //! every node sharing a database agrees on users, sessions, revisions, counters,
-//! job leases and the outbox.
+//! job leases, notifications and the outbox.
 
 use crate::store::{Column, ColumnKind, Layout, Table, TableIndex};
 
@@ -8,6 +8,10 @@ use crate::store::{Column, ColumnKind, Layout, Table, TableIndex};
 pub const REVISIONS: &str = "trellis_revisions";
 /// The audit trail: who changed which record, when, from what to what.
 pub const AUDIT: &str = "trellis_audit";
+/// Workflow decisions: transitions, approvals, withdrawals, transfers, add-signs.
+pub const WORKFLOW_HISTORY: &str = "trellis_workflow_history";
+/// Deputies acting for absent approvers over a period.
+pub const DELEGATIONS: &str = "trellis_delegations";
 /// Numbering series counters.
 pub const SEQUENCES: &str = "trellis_sequences";
 
@@ -125,6 +129,40 @@ const TABLES: &[TableSpec] = &[
         ],
     ),
     (
+        WORKFLOW_HISTORY,
+        &[
+            ("id", Id, false),
+            ("at", DateTime, false),
+            ("app", Text, false),
+            ("entity", Text, false),
+            ("record_id", Integer, false),
+            ("kind", Text, false),
+            ("action", Text, true),
+            ("from_state", Text, true),
+            ("to_state", Text, true),
+            ("user_id", Integer, true),
+            ("via", Text, true),
+            ("target_user", Integer, true),
+            ("comment", Text, true),
+        ],
+        &[
+            (&["app", "entity", "record_id"], false),
+            (&["target_user"], false),
+        ],
+    ),
+    (
+        DELEGATIONS,
+        &[
+            ("id", Id, false),
+            ("user_id", Integer, false),
+            ("deputy_id", Integer, false),
+            ("starts_on", Text, false),
+            ("ends_on", Text, false),
+            ("created_at", DateTime, false),
+        ],
+        &[(&["deputy_id"], false), (&["user_id"], false)],
+    ),
+    (
         "trellis_jobs",
         &[
             ("id", Id, false),
@@ -138,19 +176,78 @@ const TABLES: &[TableSpec] = &[
         &[(&["name"], true)],
     ),
     (
-        "trellis_outbox",
+        crate::notify::OUTBOX,
         &[
             ("id", Id, false),
             ("created_at", DateTime, false),
             ("topic", Text, false),
+            // The configured channel's name (`email` for SMTP).
             ("target", Text, true),
             ("payload", Text, false),
             ("attempts", Integer, false),
             ("next_attempt_at", DateTime, true),
             ("delivered_at", DateTime, true),
             ("last_error", Text, true),
+            // What follows came with the dispatcher (see `notify::outbox`).
+            ("channel", Text, true),
+            ("status", Text, true),
+            ("leased_by", Text, true),
+            ("leased_until", DateTime, true),
+            ("last_attempt_at", DateTime, true),
+            ("attempts_before_retry", Integer, true),
+            ("retried_at", DateTime, true),
+            ("retried_by", Integer, true),
         ],
-        &[(&["delivered_at", "next_attempt_at"], false)],
+        &[(&["status", "next_attempt_at"], false), (&["topic"], false)],
+    ),
+    (
+        crate::notify::ATTEMPTS,
+        &[
+            ("id", Id, false),
+            ("outbox_id", Integer, false),
+            ("attempt", Integer, false),
+            ("at", DateTime, false),
+            ("target", Text, false),
+            ("success", Boolean, false),
+            ("status_code", Integer, true),
+            ("error", Text, true),
+            ("response", Text, true),
+            ("duration_us", Integer, false),
+        ],
+        &[(&["outbox_id", "attempt"], false)],
+    ),
+    (
+        crate::notify::NOTIFICATIONS,
+        &[
+            ("id", Id, false),
+            ("user_id", Integer, false),
+            ("created_at", DateTime, false),
+            ("subject", Text, true),
+            ("message", Text, false),
+            // The Chinese texts, when the model's labels have them.
+            ("subject_zh", Text, true),
+            ("message_zh", Text, true),
+            ("app", Text, true),
+            ("entity", Text, true),
+            ("record_id", Integer, true),
+            ("read_at", DateTime, true),
+        ],
+        &[(&["user_id", "read_at"], false)],
+    ),
+    (
+        crate::notify::CHANNELS,
+        &[
+            ("id", Id, false),
+            ("name", Text, false),
+            ("kind", Text, false),
+            ("url", Text, false),
+            ("secret", Text, true),
+            ("template", Text, true),
+            ("topics", Json, true),
+            ("enabled", Boolean, false),
+            ("updated_at", DateTime, false),
+        ],
+        &[(&["name"], true)],
     ),
 ];
 

@@ -98,6 +98,16 @@ pub enum RecordError {
         by: String,
         count: i64,
     },
+    #[error("{entity} #{id} is in state `{state}`, where `{action}` cannot be taken")]
+    WrongState {
+        entity: String,
+        id: i64,
+        action: String,
+        state: String,
+    },
+    /// A workflow move the user may not make (not an approver, not the submitter).
+    #[error("{0}")]
+    Refused(String),
     #[error("the {entity} would be outside the records you may see")]
     OutsideRows { entity: String },
     #[error("bad query: {0}")]

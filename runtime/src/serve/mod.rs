@@ -4,10 +4,13 @@
 mod admin;
 mod auth;
 mod body;
+mod inbox;
 mod observe;
 mod openapi;
+mod outbox;
 pub mod problem;
 mod records;
+mod workflow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +46,7 @@ pub struct AppState {
     pub metrics: Arc<observe::Metrics>,
     pub operations: OperationLog,
     pub sessions: Arc<crate::session::SessionCache>,
+    pub workflows: crate::workflow::Workflows,
 }
 
 /// How long a request may take before it is answered with 408.
@@ -53,12 +57,14 @@ impl AppState {
     /// writer, so it must be called inside the Tokio runtime.
     pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
         let catalog = Arc::new(Catalog::new(model));
+        let writer = RecordWriter::new(store.clone(), catalog.clone());
         AppState {
             metrics: Arc::default(),
             sessions: Arc::default(),
             operations: OperationLog::start(store.clone()),
             reader: Arc::new(RecordReader::new(store.clone(), catalog.clone())),
-            writer: Arc::new(RecordWriter::new(store.clone(), catalog.clone())),
+            writer: Arc::new(writer.clone()),
+            workflows: crate::workflow::Workflows::new(model, catalog.clone(), writer),
             permissions: Arc::new(Permissions::new(model)),
             catalog,
             store,
@@ -78,11 +84,33 @@ pub fn router(state: AppState) -> Router {
             get(auth::list_tokens).post(auth::create_token),
         )
         .route("/me/tokens/{id}", axum::routing::delete(auth::revoke_token))
+        .route("/me/tasks", get(workflow::tasks))
+        .route(
+            "/me/delegations",
+            get(workflow::delegations).post(workflow::delegate),
+        )
+        .route(
+            "/me/delegations/{id}",
+            axum::routing::delete(workflow::undelegate),
+        )
         .route("/admin/users", get(admin::users).post(admin::create))
         .route("/admin/users/{id}", axum::routing::patch(admin::update))
         .route("/admin/roles", get(admin::roles))
         .route("/admin/logs/logins", get(admin::login_log))
         .route("/admin/logs/operations", get(admin::operation_log))
+        .route("/me/notifications", get(inbox::list))
+        .route("/me/notifications/read", post(inbox::read_all))
+        .route("/me/notifications/{id}/read", post(inbox::read_one))
+        .route("/admin/channels", get(outbox::channels))
+        .route(
+            "/admin/channels/{name}",
+            get(outbox::channel)
+                .put(outbox::put_channel)
+                .delete(outbox::delete_channel),
+        )
+        .route("/admin/outbox", get(outbox::list))
+        .route("/admin/outbox/{id}", get(outbox::get))
+        .route("/admin/outbox/{id}/retry", post(outbox::retry))
         .route("/{app}/{entity}", get(records::list).post(records::create))
         .route("/{app}/{entity}/aggregate", get(records::aggregate))
         .route("/{app}/{entity}/export", get(records::export))
@@ -92,7 +120,13 @@ pub fn router(state: AppState) -> Router {
                 .patch(records::update)
                 .delete(records::delete),
         )
-        .route("/{app}/{entity}/{id}/history", get(records::history));
+        .route("/{app}/{entity}/{id}/history", get(records::history))
+        .route("/{app}/{entity}/{id}/actions/{action}", post(workflow::act))
+        .route("/{app}/{entity}/{id}/workflow", get(workflow::history))
+        .route(
+            "/{app}/{entity}/{id}/workflow/{move}",
+            post(workflow::r#move),
+        );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(openapi::document_json))
@@ -162,16 +196,21 @@ pub async fn serve(
     // The handlers are installed before the server says it listens, so a signal
     // sent as soon as it is up stops it cleanly instead of killing it.
     let shutdown = shutdown_signal().map_err(|e| format!("cannot watch for signals: {e}"))?;
+    let channels = crate::notify::Channels::from_env()?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     on_listening(local);
+    // Outbox messages are delivered while the server runs, by every node.
+    let dispatcher = crate::notify::Dispatcher::start(state.store.clone(), channels);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    dispatcher.stop().await;
+    served
 }
 
 /// A future that completes on Ctrl-C or SIGTERM, with both handlers already installed.

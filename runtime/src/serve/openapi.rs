@@ -629,6 +629,116 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
         format!("{base}/{{id}}/history"),
         json!({"parameters": record_id, "get": history}),
     );
+    if !entity.actions.is_empty() {
+        workflow_paths(entity, schema, &base, paths);
+    }
+}
+
+/// The paths of an entity with a workflow or buttons: taking an action, the
+/// workflow history, and the built-in approval moves.
+fn workflow_paths(entity: &EntityModel, schema: &str, base: &str, paths: &mut Map<String, Json>) {
+    let id = |action: &str| format!("{schema}.{action}");
+    let outcome = json!({
+        "type": "object",
+        "required": ["completed", "record"],
+        "properties": {
+            "completed": {"type": "boolean", "description": "false while other approvers must still decide."},
+            "record": schema_ref(schema),
+        },
+    });
+    let answers = |op: Operation| {
+        op.answers(
+            200,
+            json_response("Done: the record as it is now.", outcome.clone()),
+        )
+        .answers(
+            202,
+            json_response("Recorded; others must still decide.", outcome.clone()),
+        )
+        .problems(&[400, 403, 404, 409, 413, 422])
+        .build()
+    };
+    let act = answers(
+        Operation::signed_in(&id("act"), &format!("Take an action on a {}", entity.name))
+            .tag(schema)
+            .json_body(json!({
+                "type": "object",
+                "properties": {
+                    "comment": {"type": ["string", "null"]},
+                    "values": {"type": "object", "description": "Values of the action's input fields."},
+                    "version": {"type": ["integer", "null"], "description": "The version seen; a newer record is a conflict."},
+                },
+                "additionalProperties": false,
+            })),
+    );
+    let moves = answers(
+        Operation::signed_in(
+            &id("move"),
+            "Withdraw the record, transfer the approval or add a signer",
+        )
+        .tag(schema)
+        .json_body(json!({
+            "type": "object",
+            "properties": {
+                "comment": {"type": ["string", "null"]},
+                "to": {"type": ["integer", "null"], "description": "The user who takes over or signs first."},
+            },
+            "additionalProperties": false,
+        })),
+    );
+    let history = Operation::signed_in(&id("workflow"), &format!("A {}'s decisions", entity.name))
+        .tag(schema)
+        .answers(
+            200,
+            json_response("Every decision, oldest first.", workflow_history_schema()),
+        )
+        .problems(&[403, 404])
+        .build();
+    let path_param = |name: &str, values: Json| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "enum": values}});
+    paths.insert(
+        format!("{base}/{{id}}/actions/{{action}}"),
+        json!({
+            "parameters": [param_ref("RecordId"), path_param("action", json!(entity.actions))],
+            "post": act,
+        }),
+    );
+    paths.insert(
+        format!("{base}/{{id}}/workflow"),
+        json!({"parameters": [param_ref("RecordId")], "get": history}),
+    );
+    paths.insert(
+        format!("{base}/{{id}}/workflow/{{move}}"),
+        json!({
+            "parameters": [param_ref("RecordId"), path_param("move", json!(["withdraw", "transfer", "add_sign"]))],
+            "post": moves,
+        }),
+    );
+}
+
+fn workflow_history_schema() -> Json {
+    json!({
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "at"],
+                    "properties": {
+                        "kind": {"type": "string"},
+                        "action": {"type": ["string", "null"]},
+                        "from_state": {"type": ["string", "null"]},
+                        "to_state": {"type": ["string", "null"]},
+                        "user_id": {"type": ["integer", "null"]},
+                        "via": {"type": ["string", "null"], "description": "Why the user could decide: their role, a field naming them, a deputyship."},
+                        "comment": {"type": ["string", "null"]},
+                        "at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+        },
+    })
 }
 
 fn page_schema(record: &str) -> Json {
@@ -729,6 +839,25 @@ fn record_schema(entity: &EntityModel, catalog: &Catalog) -> Json {
         );
     }
     properties.insert("_titles".into(), titles_schema(entity, catalog));
+    if !entity.actions.is_empty() {
+        properties.insert(
+            "_actions".into(),
+            json!({
+                "type": "array",
+                "description": "The actions the caller may take now (only when reading one record).",
+                "items": {
+                    "type": "object",
+                    "required": ["action"],
+                    "properties": {
+                        "action": {"type": "string", "enum": entity.actions},
+                        "to": {"type": ["string", "null"]},
+                        "input": {"type": "array", "items": {"type": "string"}},
+                        "comment_required": {"type": "boolean"},
+                    },
+                },
+            }),
+        );
+    }
     let required: Vec<&str> = SYSTEM_COLUMNS.iter().map(|(n, _)| *n).collect();
     json!({
         "type": "object",

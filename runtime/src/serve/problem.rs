@@ -89,10 +89,10 @@ impl From<RecordError> for Problem {
             RecordError::NotFound { .. } | RecordError::UnknownEntity(_) => {
                 Problem::not_found(detail)
             }
-            RecordError::Conflict { .. } | RecordError::Linked { .. } => {
-                Problem::new(StatusCode::CONFLICT, detail)
-            }
-            RecordError::OutsideRows { .. } => Problem::forbidden(detail),
+            RecordError::Conflict { .. }
+            | RecordError::Linked { .. }
+            | RecordError::WrongState { .. } => Problem::new(StatusCode::CONFLICT, detail),
+            RecordError::OutsideRows { .. } | RecordError::Refused(_) => Problem::forbidden(detail),
             RecordError::BadQuery(_) => Problem::bad_request(detail),
             RecordError::Store(e) => internal(&e),
         }

@@ -23,7 +23,7 @@ use crate::record::Record;
 type Params = HashMap<String, String>;
 
 /// The entity a path names; an unknown one is a 404.
-fn entity(state: &AppState, app: &str, name: &str) -> Result<Arc<EntityModel>, Problem> {
+pub(super) fn entity(state: &AppState, app: &str, name: &str) -> Result<Arc<EntityModel>, Problem> {
     state
         .catalog
         .entity(app, name)
@@ -31,7 +31,7 @@ fn entity(state: &AppState, app: &str, name: &str) -> Result<Arc<EntityModel>, P
 }
 
 /// The caller's access for `op`, or 403 when no role of theirs allows it.
-fn allowed(
+pub(super) fn allowed(
     state: &AppState,
     caller: &Caller,
     entity: &EntityModel,
@@ -62,7 +62,7 @@ fn shown_under(state: &AppState, caller: &Caller, entity: &EntityModel, write: A
 }
 
 /// Record ids in paths are integers; anything else names no record.
-fn record_id(text: &str) -> Result<i64, Problem> {
+pub(super) fn record_id(text: &str) -> Result<i64, Problem> {
     text.parse()
         .map_err(|_| Problem::not_found(format!("there is no record {text}")))
 }
@@ -78,8 +78,12 @@ pub fn record_json(record: Record) -> Json {
 }
 
 fn with_etag(status: StatusCode, record: Record) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", record.version)).ok();
-    let mut response = (status, axum::Json(record_json(record))).into_response();
+    etagged(status, record.version, record_json(record))
+}
+
+fn etagged(status: StatusCode, version: i64, body: Json) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{version}\"")).ok();
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -195,7 +199,14 @@ pub async fn get(
     let entity = entity(&state, &app, &name)?;
     let access = allowed(&state, &caller, &entity, Operation::Read)?;
     let record = state.reader.get(&entity, record_id(&id)?, &access).await?;
-    Ok(with_etag(StatusCode::OK, record))
+    let actions = super::workflow::allowed_actions(&state, &caller, &entity, &record).await?;
+    let version = record.version;
+    let mut body = record_json(record);
+    if let (Some(actions), Some(values)) = (actions, body.as_object_mut()) {
+        // The actions the caller may take now, beside the record's values.
+        values.insert("_actions".into(), actions);
+    }
+    Ok(etagged(StatusCode::OK, version, body))
 }
 
 /// The version a PATCH starts from: `If-Match` or the body's `version`.

@@ -40,14 +40,22 @@ impl RecordWriter {
         }
     }
 
-    fn context<'a>(&'a self, actor: &'a Actor) -> Context<'a> {
+    /// The clock, user and script engine of one write. `trusted` changes come
+    /// from the model (workflow effects), not from a caller's input: they may set
+    /// the state field and read-only fields.
+    pub(crate) fn context<'a>(&'a self, actor: &'a Actor, trusted: bool) -> Context<'a> {
         let now = chrono::Utc::now();
         Context {
             actor,
             today: now.date_naive(),
             now,
             engine: self.catalog.sandbox().engine(),
+            trusted,
         }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Creates one record.
@@ -98,17 +106,76 @@ impl RecordWriter {
                 source: Box::new(source),
             })?;
         }
-        let cx = self.context(actor);
-        let empty = Prepared::default();
-        let mut prepared = Vec::with_capacity(inputs.len());
-        for (row, input) in inputs.iter().enumerate() {
-            let p =
-                prepare(entity, &empty, input, true, &cx).map_err(|errors| RecordError::Row {
-                    row,
-                    source: Box::new(RecordError::Invalid(errors)),
-                })?;
-            prepared.push(p);
+        let cx = self.context(actor, false);
+        let mut prepared = prepare_all(entity, &inputs, &cx)?;
+        self.take_block_numbers(entity, &mut prepared, &cx).await?;
+        let txn = self.store.begin_write().await?;
+        let ids = self.insert_in(&txn, entity, prepared, access, &cx).await?;
+        txn.commit().await?;
+        Ok(ids)
+    }
+
+    /// Creates one record inside a transaction the caller holds (a workflow
+    /// action's linked records): the whole pipeline, committed with the caller's.
+    pub(crate) async fn create_in(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        input: &Map<String, Json>,
+        access: &Access,
+        cx: &Context<'_>,
+    ) -> Result<i64, RecordError> {
+        refuse_protected(input, access)?;
+        let prepared = prepare_all(entity, std::slice::from_ref(input), cx).map_err(unwrap_row)?;
+        let ids = self
+            .insert_in(txn, entity, prepared, access, cx)
+            .await
+            .map_err(unwrap_row)?;
+        ids.first()
+            .copied()
+            .ok_or(RecordError::BadQuery("the insert returned no id".into()))
+    }
+
+    /// Gap-tolerant numbers come from blocks committed on their own, so they are
+    /// taken before the write transaction holds the (SQLite: database-wide) write lock.
+    async fn take_block_numbers(
+        &self,
+        entity: &EntityModel,
+        prepared: &mut [Prepared],
+        cx: &Context<'_>,
+    ) -> Result<(), RecordError> {
+        let Some(numbering) = entity.numbering.as_ref().filter(|n| !n.gap_free) else {
+            return Ok(());
+        };
+        let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
+        for record in prepared {
+            if record
+                .values
+                .get(&numbering.field)
+                .is_none_or(Json::is_null)
+            {
+                let n = self.blocks.next(&self.store, &series).await?;
+                record.values.insert(
+                    numbering.field.clone(),
+                    Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
+                );
+            }
         }
+        Ok(())
+    }
+
+    /// Inserts prepared records (and their lines and audit rows) on `txn`.
+    /// Numbers still missing are taken from the series counter inside the
+    /// transaction: locked until it ends, so they are gap-free.
+    async fn insert_in(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        mut prepared: Vec<Prepared>,
+        access: &Access,
+        cx: &Context<'_>,
+    ) -> Result<Vec<i64>, RecordError> {
+        let actor = cx.actor;
         let single = prepared.len() == 1;
         let at_row = |row: usize, e: RecordError| {
             if single {
@@ -120,34 +187,15 @@ impl RecordWriter {
                 }
             }
         };
-        duplicates_within(entity, &prepared, &cx).map_err(|(row, e)| at_row(row, e))?;
+        duplicates_within(entity, &prepared, cx).map_err(|(row, e)| at_row(row, e))?;
         let numbering = entity.numbering.as_ref().filter(|n| {
             let missing = |r: &Prepared| r.values.get(&n.field).is_none_or(Json::is_null);
             prepared.iter().any(missing)
         });
-        // Gap-tolerant numbers come from blocks committed on their own, so they are
-        // taken before the write transaction holds the (SQLite: database-wide) write lock.
-        if let Some(numbering) = numbering.filter(|n| !n.gap_free) {
-            let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
-            for record in &mut prepared {
-                if record
-                    .values
-                    .get(&numbering.field)
-                    .is_none_or(Json::is_null)
-                {
-                    let n = self.blocks.next(&self.store, &series).await?;
-                    record.values.insert(
-                        numbering.field.clone(),
-                        Json::String(numbering::render(&numbering.pattern, cx.today, Some(n))),
-                    );
-                }
-            }
-        }
         let dialect = self.store.dialect();
-        let txn = self.store.begin_write().await?;
-        if let Some(numbering) = numbering.filter(|n| n.gap_free) {
-            // Gap-free: the counter row stays locked until this transaction ends, and
-            // the batch takes its numbers in one step.
+        if let Some(numbering) = numbering {
+            // The counter row stays locked until this transaction ends, and the
+            // batch takes its numbers in one step.
             let series = numbering::series_key(&entity.table, &numbering.pattern, cx.today);
             let wanted: Vec<usize> = (0..prepared.len())
                 .filter(|i| {
@@ -157,7 +205,7 @@ impl RecordWriter {
                         .is_none_or(Json::is_null)
                 })
                 .collect();
-            let last = numbering::advance(&txn, dialect, &series, wanted.len() as i64).await?;
+            let last = numbering::advance(txn, dialect, &series, wanted.len() as i64).await?;
             for (k, i) in wanted.iter().enumerate() {
                 let n = last - wanted.len() as i64 + 1 + k as i64;
                 prepared[*i].values.insert(
@@ -166,11 +214,11 @@ impl RecordWriter {
                 );
             }
         }
-        self.check_links(&txn, entity, &prepared).await?;
+        self.check_links(txn, entity, &prepared).await?;
         if !entity.unique.is_empty() {
             let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
             for (row, record) in prepared.iter().enumerate() {
-                self.check_unique(&txn, entity, record, None, access, &scope)
+                self.check_unique(txn, entity, record, None, access, &scope)
                     .await
                     .map_err(|e| at_row(row, e))?;
             }
@@ -240,16 +288,14 @@ impl RecordWriter {
                     rows.push(values);
                 }
             }
-            insert_lines(&txn, model, rows).await?;
+            insert_lines(txn, model, rows).await?;
         }
         // A create's audit row records who and when, not the values: they are the
         // record's first version, which the current row and the later update rows
         // (old → new) reconstruct. Copying them would double a bulk import's writes.
         let audit: Vec<(i64, Json)> = ids.iter().map(|id| (*id, json!({}))).collect();
-        self.audit(&txn, entity, "create", actor, &cx, audit)
-            .await?;
-        self.require_visible(&txn, entity, &ids, access).await?;
-        txn.commit().await?;
+        self.audit(txn, entity, "create", actor, cx, audit).await?;
+        self.require_visible(txn, entity, &ids, access).await?;
         Ok(ids)
     }
 
@@ -264,16 +310,9 @@ impl RecordWriter {
         access: &Access,
     ) -> Result<Record, RecordError> {
         refuse_protected(&patch, access)?;
-        let cx = self.context(actor);
-        let dialect = self.store.dialect();
-        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        let cx = self.context(actor, false);
         let txn = self.store.begin_write().await?;
-        let (current, base) = load(&txn, dialect, entity, id, true, scope.clone())
-            .await?
-            .ok_or(RecordError::NotFound {
-                entity: entity.name.clone(),
-                id,
-            })?;
+        let (current, base) = self.lock(&txn, entity, id, access).await?;
         if current.version != expected_version {
             return Err(RecordError::Conflict {
                 entity: entity.name.clone(),
@@ -282,10 +321,69 @@ impl RecordWriter {
                 found: current.version,
             });
         }
-        let record = prepare(entity, &base, &patch, false, &cx).map_err(RecordError::Invalid)?;
-        self.check_unique(&txn, entity, &record, Some(id), access, &scope)
+        if let Some(state) = locked_state(entity, &base) {
+            return Err(RecordError::Invalid(vec![FieldError::new(
+                entity.state_field.as_deref().unwrap_or_default(),
+                "locked",
+                format!("a record in state `{state}` changes only through workflow actions"),
+            )]));
+        }
+        self.update_in(
+            &txn,
+            entity,
+            id,
+            current.version,
+            &base,
+            &patch,
+            access,
+            &cx,
+        )
+        .await?;
+        txn.commit().await?;
+        self.reload(entity, id).await
+    }
+
+    /// Loads a record for a change, locked until the transaction ends, if it
+    /// is inside the caller's rows.
+    pub(crate) async fn lock(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        id: i64,
+        access: &Access,
+    ) -> Result<(Record, Prepared), RecordError> {
+        let dialect = self.store.dialect();
+        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        load(txn, dialect, entity, id, true, scope)
+            .await?
+            .ok_or(RecordError::NotFound {
+                entity: entity.name.clone(),
+                id,
+            })
+    }
+
+    /// Applies `patch` to a record loaded at `version` (by [`lock`](Self::lock)) on
+    /// the caller's transaction: the pipeline, the versioned update, lines by
+    /// diff and the audit row. Returns the record as written.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_in(
+        &self,
+        txn: &DatabaseTransaction,
+        entity: &EntityModel,
+        id: i64,
+        version: i64,
+        base: &Prepared,
+        patch: &Map<String, Json>,
+        access: &Access,
+        cx: &Context<'_>,
+    ) -> Result<Prepared, RecordError> {
+        let dialect = self.store.dialect();
+        let actor = cx.actor;
+        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        let record = prepare(entity, base, patch, false, cx).map_err(RecordError::Invalid)?;
+        self.check_unique(txn, entity, &record, Some(id), access, &scope)
             .await?;
-        self.check_links(&txn, entity, std::slice::from_ref(&record))
+        self.check_links(txn, entity, std::slice::from_ref(&record))
             .await?;
         let mut update = Query::update();
         update
@@ -313,15 +411,15 @@ impl RecordWriter {
         }
         update
             .and_where(Expr::col(Alias::new("id")).eq(id))
-            .and_where(Expr::col(Alias::new("version")).eq(expected_version));
+            .and_where(Expr::col(Alias::new("version")).eq(version));
         // The version condition makes a concurrent writer that slipped past the read
         // (possible only without row locks) update nothing instead of overwriting.
         if txn.execute(&update).await?.rows_affected() != 1 {
             return Err(RecordError::Conflict {
                 entity: entity.name.clone(),
                 id,
-                expected: expected_version,
-                found: expected_version + 1,
+                expected: version,
+                found: version + 1,
             });
         }
         for (name, rows) in &record.lines {
@@ -329,19 +427,18 @@ impl RecordWriter {
                 changes.insert(name.clone(), json!([base.lines.get(name), rows]));
             }
         }
-        self.write_lines(&txn, entity, id, &record, &base).await?;
+        self.write_lines(txn, entity, id, &record, base).await?;
         self.audit(
-            &txn,
+            txn,
             entity,
             "update",
             actor,
-            &cx,
+            cx,
             vec![(id, Json::Object(changes))],
         )
         .await?;
-        self.require_visible(&txn, entity, &[id], access).await?;
-        txn.commit().await?;
-        self.reload(entity, id).await
+        self.require_visible(txn, entity, &[id], access).await?;
+        Ok(record)
     }
 
     /// Deletes a record. Records linking to it are refused (`restrict`, the
@@ -353,7 +450,7 @@ impl RecordWriter {
         actor: &Actor,
         access: &Access,
     ) -> Result<(), RecordError> {
-        let cx = self.context(actor);
+        let cx = self.context(actor, false);
         let scope = access_condition(&self.catalog, self.store.dialect(), entity, access, None)?;
         let txn = self.store.begin_write().await?;
         self.delete_in(&txn, entity, id, &cx, 0, scope).await?;
@@ -488,7 +585,8 @@ impl RecordWriter {
             }
             if let Some(when) = &key.when {
                 let system = Actor::system();
-                if !prepare::condition_holds(entity, when, &record.values, &self.context(&system)) {
+                let cx = self.context(&system, false);
+                if !prepare::condition_holds(entity, when, &record.values, &cx) {
                     continue;
                 }
             }
@@ -811,6 +909,35 @@ fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), Re
     } else {
         Err(RecordError::Invalid(errors))
     }
+}
+
+/// Runs the pipeline's pure part over a batch: every field error of the first
+/// invalid input, with its row number.
+fn prepare_all(
+    entity: &EntityModel,
+    inputs: &[Map<String, Json>],
+    cx: &Context,
+) -> Result<Vec<Prepared>, RecordError> {
+    let empty = Prepared::default();
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(row, input)| {
+            prepare(entity, &empty, input, true, cx).map_err(|errors| RecordError::Row {
+                row,
+                source: Box::new(RecordError::Invalid(errors)),
+            })
+        })
+        .collect()
+}
+
+/// The record's workflow state, if that state is `locked` (edited only by actions).
+fn locked_state<'a>(entity: &EntityModel, record: &'a Prepared) -> Option<&'a str> {
+    let state = record
+        .values
+        .get(entity.state_field.as_deref()?)?
+        .as_str()?;
+    entity.locked_states.contains(state).then_some(state)
 }
 
 /// Rows per multi-row statement: well under both databases' parameter limits.

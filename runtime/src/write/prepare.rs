@@ -37,6 +37,9 @@ pub struct Context<'a> {
     pub today: chrono::NaiveDate,
     pub now: chrono::DateTime<chrono::Utc>,
     pub engine: &'a rhai::Engine,
+    /// The change comes from the model (a workflow's effects), not a caller:
+    /// it may set the state field and read-only fields.
+    pub trusted: bool,
 }
 
 impl Context<'_> {
@@ -59,7 +62,7 @@ pub fn prepare(
 ) -> Result<Prepared, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut out = base.clone();
-    let system_actor = cx.actor.user_id.is_none();
+    let privileged = cx.actor.user_id.is_none() || cx.trusted;
     for (name, input) in patch {
         if SYSTEM.contains(&name.as_str()) {
             continue;
@@ -120,7 +123,7 @@ pub fn prepare(
             ));
             continue;
         };
-        if entity.state_field.as_deref() == Some(name) {
+        if entity.state_field.as_deref() == Some(name) && !cx.trusted {
             errors.push(FieldError::new(
                 name,
                 "read_only",
@@ -128,7 +131,7 @@ pub fn prepare(
             ));
             continue;
         }
-        if field.def.computed.is_some() || (field.def.read_only && !system_actor) {
+        if field.def.computed.is_some() || (field.def.read_only && !privileged) {
             errors.push(FieldError::new(
                 name,
                 "read_only",
@@ -510,6 +513,46 @@ impl crate::store::filter_sql::Columns for FieldsScope<'_> {
             _ => None,
         }
     }
+}
+
+/// Evaluates a script over a record (workflow guards and effect values), with
+/// extra variables such as `split`.
+pub(crate) fn evaluate(
+    entity: &EntityModel,
+    record: &Prepared,
+    cx: &Context,
+    script: &CompiledScript,
+    extra: &[(&str, &Json)],
+) -> Result<Json, String> {
+    let mut scope = scope_for(entity, record, cx);
+    for (name, value) in extra {
+        scope.push_dynamic(name.to_string(), dynamic_of_plain(value));
+    }
+    run(cx.engine, &mut scope, script)
+}
+
+/// Evaluates a script over one line of a record's table field: the line's
+/// fields as variables, and `parent` for the record.
+pub(crate) fn evaluate_line(
+    entity: &EntityModel,
+    table: &str,
+    line: &Map<String, Json>,
+    record: &Prepared,
+    cx: &Context,
+    script: &CompiledScript,
+) -> Result<Json, String> {
+    let mut scope = Scope::new();
+    if let Some(lines) = entity.lines.get(table) {
+        for (child, f) in &lines.fields {
+            scope.push_dynamic(
+                child.as_str(),
+                dynamic_of(line.get(child).unwrap_or(&Json::Null), f),
+            );
+        }
+    }
+    scope.push_dynamic("parent", record_map(entity, record));
+    push_context(&mut scope, cx);
+    run(cx.engine, &mut scope, script)
 }
 
 fn run(engine: &rhai::Engine, scope: &mut Scope, script: &CompiledScript) -> Result<Json, String> {
