@@ -61,6 +61,12 @@ fn api_on_postgres() {
             .expect(200, "what one node wrote, the other reads");
         second.stop();
     });
+    check("two nodes run each due alert exactly once", || {
+        let other = tempfile::tempdir().expect("temp dir");
+        let second = Server::start(other.path(), Some(&database.url));
+        two_nodes_share_the_schedule(&server);
+        second.stop();
+    });
     server.stop();
     // A failed run keeps its database for inspection, as the storage tests do.
     database.drop_database();
@@ -89,6 +95,12 @@ fn run_checks(server: &Server) {
         cookie_sessions(server)
     });
     check("operation and login logs", || logs(&people));
+    check("a runaway rule fails its request, not the server", || {
+        runaway_rules(server, &people)
+    });
+    check("alerts run on their schedule, once per occurrence", || {
+        alerts(&people)
+    });
 }
 
 /// Runs one named check; its name is printed first, so a failure shows which.
@@ -348,9 +360,11 @@ fn crud_leave_request(p: &People) {
     assert_eq!(changes[2]["changes"]["days"], json!(["2.0", "3.0"]));
 
     a.delete(&path)
-        .problem(403, "employees may not delete requests");
-    p.admin.delete(&path).expect(204, "the admin deletes it");
+        .expect(204, "an employee deletes their own request");
     a.get(&path).problem(404, "the deleted request");
+    p.admin
+        .get(&path)
+        .problem(404, "the deleted request, for the admin too");
 }
 
 fn validation(p: &People) {
@@ -661,10 +675,44 @@ fn row_filters(p: &People) {
         .problem(404, "A reads the history of B's request");
     a.patch_if_match(&b_path, 1, &json!({"reason": "mine now"}))
         .problem(404, "A changes B's request");
-    a.delete(&b_path)
-        .problem(403, "A deletes B's request (employees delete nothing)");
+    a.delete(&b_path).problem(404, "A deletes B's request");
     let unchanged = b.get(&b_path).expect(200, "B still has it").json();
     assert_eq!(unchanged["version"], 1, "B's request is untouched");
+
+    // A link to a record outside A's rows is refused like a link to no record.
+    let balance_of = |employee: i64| {
+        let body = json!({
+            "employee": employee,
+            "leave_type": p.leave_type,
+            "year": 2000 + p.next(),
+            "quota": "10.0",
+        });
+        p.admin
+            .post("/api/v1/leave/leave_balance", &body)
+            .expect(201, "the admin creates a balance")
+            .json()["id"]
+            .as_i64()
+            .expect("an id")
+    };
+    let (a_balance, b_balance) = (balance_of(a.id), balance_of(b.id));
+    let with_balance = |balance: i64| {
+        let mut body = p.request_body(None, &date(p.next()), p.manager.id);
+        body["balance"] = json!(balance);
+        a.post(list, &body)
+    };
+    let hidden = with_balance(b_balance).problem(422, "A links B's balance");
+    let missing = with_balance(999_999).problem(422, "A links no balance");
+    assert_field_errors(&hidden, &[("balance", "link")]);
+    assert_eq!(
+        hidden["errors"][0]["message"]
+            .as_str()
+            .map(|m| m.replace(&b_balance.to_string(), "N")),
+        missing["errors"][0]["message"]
+            .as_str()
+            .map(|m| m.replace("999999", "N")),
+        "B's balance is missing for A, not confirmed"
+    );
+    with_balance(a_balance).expect(201, "A links their own balance");
 
     let page = a
         .get_with(list, &[("limit", "500")])
@@ -1443,6 +1491,155 @@ fn assert_field_errors(problem: &Value, expected: &[(&str, &str)]) {
     assert_eq!(got, want, "every bad field at once: {problem}");
 }
 
+/// The probe app's `runaway` rule loops, recurses or grows a string for
+/// some titles: each such create fails at once with an error that names the
+/// rule, its file and line, and the server goes on serving.
+fn runaway_rules(server: &Server, people: &People) {
+    let admin = &people.admin;
+    for (title, line, says) in [
+        ("loop", 12, "operations"),
+        ("deep", 13, "nested deeper"),
+        ("huge", 14, "string grew past"),
+    ] {
+        let started = std::time::Instant::now();
+        let problem = admin
+            .post("/api/v1/probe/memo", &json!({"title": title}))
+            .expect(422, "a runaway rule refuses the record")
+            .json();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{title} took {:?}",
+            started.elapsed()
+        );
+        let error = &problem["errors"][0];
+        assert_eq!(error["code"], "script_limit", "{problem}");
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("rule `runaway` (entities/memo.yaml:{line})"))
+                && message.contains(says),
+            "{title}: {problem}"
+        );
+        server
+            .anonymous()
+            .get("/healthz")
+            .expect(200, "the server still answers");
+        admin
+            .post("/api/v1/probe/memo", &json!({"title": "fine"}))
+            .expect(201, "the next request is served normally");
+    }
+}
+
+/// The admin's notifications whose English text mentions `title`.
+fn told_about(admin: &Client, title: &str) -> usize {
+    let inbox = admin
+        .get_with("/api/v1/me/notifications", &[("limit", "200")])
+        .expect(200, "the admin's notifications")
+        .json();
+    inbox["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|n| n["message"].to_string().contains(title))
+        .count()
+}
+
+/// Waits up to `seconds` for the admin to be told about `title`.
+fn wait_until_told(admin: &Client, title: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+    while told_about(admin, title) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert about {title} within {seconds} s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+const OPEN_MEMO: &str = "/api/v1/admin/schedules/probe.open_memo";
+
+fn alerts(people: &People) {
+    let admin = &people.admin;
+    let title = format!("Alert probe {}", people.next());
+    admin
+        .post("/api/v1/probe/memo", &json!({"title": title}))
+        .expect(201, "a memo without verdict");
+    wait_until_told(admin, &title, 10);
+    // Run now: the memo still matches, but its occurrence was told already.
+    let report = admin
+        .post(&format!("{OPEN_MEMO}/run"), &json!({}))
+        .expect(200, "run now")
+        .json();
+    assert!(report["matched"].as_i64() >= Some(1), "{report}");
+    assert_eq!(report["notified"], 0, "{report}");
+    assert_eq!(told_about(admin, &title), 1, "told once per occurrence");
+    let runs = admin
+        .get(&format!("{OPEN_MEMO}/runs"))
+        .expect(200, "the runs")
+        .json();
+    let runs = runs["data"].as_array().expect("a list");
+    let me = admin.get("/api/v1/me").expect(200, "/me").json();
+    assert_eq!(runs[0]["manual_by"], me["id"], "{runs:?}");
+    assert!(
+        runs.iter()
+            .any(|r| r["manual_by"].is_null() && r["result"] == "ok"),
+        "scheduled runs are recorded too: {runs:?}"
+    );
+    let items = admin
+        .get("/api/v1/admin/schedules")
+        .expect(200, "the scheduled items")
+        .json();
+    assert!(
+        items["data"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|i| i["name"] == "probe.open_memo" && i["schedule"] == "every 2s"),
+        "{items}"
+    );
+    people
+        .a
+        .get("/api/v1/admin/schedules")
+        .expect(403, "schedules are for administrators");
+    admin
+        .post("/api/v1/admin/schedules/probe.nothing/run", &json!({}))
+        .expect(404, "an unknown item");
+}
+
+/// Two nodes on one database, an alert due every two seconds, for a minute:
+/// every due time runs once, and a new memo is told about once.
+fn two_nodes_share_the_schedule(server: &Server) {
+    let token = server
+        .token("admin", ADMIN_PASSWORD)
+        .expect(200, "signs in")
+        .json();
+    let admin = server.client("admin", &token);
+    let title = "Two-node alert probe";
+    admin
+        .post("/api/v1/probe/memo", &json!({"title": title}))
+        .expect(201, "a memo without verdict");
+    std::thread::sleep(Duration::from_secs(62));
+    let runs = admin
+        .get_with(&format!("{OPEN_MEMO}/runs"), &[("limit", "500")])
+        .expect(200, "the runs")
+        .json();
+    let scheduled: Vec<&Value> = runs["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["manual_by"].is_null())
+        .collect();
+    let mut due: Vec<String> = scheduled.iter().map(|r| r["due_at"].to_string()).collect();
+    due.sort();
+    due.dedup();
+    assert_eq!(due.len(), scheduled.len(), "a due time ran twice: {runs}");
+    assert!(scheduled.len() >= 28, "a due time was missed: {runs}");
+    assert!(
+        scheduled.iter().all(|r| r["result"] == "ok"),
+        "every run succeeded: {runs}"
+    );
+    assert_eq!(told_about(&admin, title), 1, "no duplicate notification");
+}
+
 // ---------------------------------------------------------------------------
 // The server and an HTTP client
 
@@ -1625,7 +1822,24 @@ fn write_probe_app(dir: &Path) -> PathBuf {
             "entities/memo.yaml",
             "label: {en: Memo, zh: 备忘}\ntitle: title\nfields:\n  \
              title: {type: text, label: {en: Title, zh: 标题}, required: true}\n  \
-             verdict: {type: text, label: {en: Verdict, zh: 结论}}\n",
+             verdict: {type: text, label: {en: Verdict, zh: 结论}}\n\
+             rules:\n  \
+             - name: runaway\n    \
+               on: validate\n    \
+               message: {en: Never refused, zh: 不会拒绝}\n    \
+               script: |\n      \
+                 fn deeper(n) { deeper(n + 1) }\n      \
+                 if title == \"loop\" { loop {} }\n      \
+                 if title == \"deep\" { deeper(0); }\n      \
+                 if title == \"huge\" { let s = \"x\"; loop { s += s; } }\n      \
+                 true\n",
+        ),
+        (
+            "alerts/open_memo.yaml",
+            "label: {en: Memo without verdict, zh: 未下结论的备忘}\nentity: memo\n\
+             schedule: every 2s\nfilter: {verdict: {is_null: true}}\n\
+             recipients: [{user: admin}]\n\
+             message: {en: \"{{ record.title }} waits for a verdict\", zh: \"{{ record.title }} 待下结论\"}\n",
         ),
         (
             "roles.yaml",

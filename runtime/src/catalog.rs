@@ -11,7 +11,7 @@ use trellis_engine::check::SYSTEM_FIELDS;
 use trellis_engine::model::{
     Entity, Field, FieldType, Label, Numbering, OnDelete, RuleEvent, RuleLevel, UniqueKey,
 };
-use trellis_engine::script::{CompiledScript, ScriptSandbox};
+use trellis_engine::script::{CompiledScript, ScriptOrigin, ScriptSandbox};
 
 use crate::store::ColumnKind;
 use crate::store::layout::{column_of, entity_table, lines_table};
@@ -39,6 +39,8 @@ pub struct LinesModel {
 #[derive(Debug, Clone)]
 pub struct Validation {
     pub name: String,
+    /// Where the rule is written, for run-time errors.
+    pub origin: ScriptOrigin,
     pub script: CompiledScript,
     pub message: Option<Label>,
     pub field: Option<String>,
@@ -128,6 +130,7 @@ impl Catalog {
                     &item.value,
                     workflow.map(|w| &w.value),
                     app,
+                    &item.file,
                 );
                 entities.insert((app_name.clone(), name.clone()), model);
             }
@@ -197,6 +200,7 @@ fn entity_model(
     entity: &Entity,
     workflow: Option<&trellis_engine::model::Workflow>,
     loaded: &trellis_engine::load::LoadedApp,
+    file: &trellis_engine::source::SourceFile,
 ) -> EntityModel {
     let table = entity_table(app, name);
     let field_model = |def: &Field| FieldModel {
@@ -339,22 +343,37 @@ fn entity_model(
             Some((n.clone(), sandbox.compile(expr, &vars).ok()?))
         })
         .collect();
-    for rule in &entity.rules {
+    // Errors at run time name `file:line`, relative to the app folder.
+    let relative = |path: &std::path::Path| {
+        path.strip_prefix(&loaded.dir)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    };
+    for (i, rule) in entity.rules.iter().enumerate() {
         if rule.on != RuleEvent::Validate {
             continue;
         }
-        let source = match (&rule.script, &rule.file) {
-            (Some(s), _) => s.clone(),
-            (None, Some(f)) => loaded
-                .scripts
-                .get(f.as_str())
-                .map(|s| s.text.clone())
-                .unwrap_or_default(),
+        let (source, origin) = match (&rule.script, &rule.file) {
+            (Some(s), _) => {
+                let pointer = format!("/rules/{i}/script");
+                let origin = ScriptOrigin::inline(file, relative(&file.path), &pointer, s, 0);
+                (s.clone(), origin)
+            }
+            (None, Some(f)) => (
+                loaded
+                    .scripts
+                    .get(f.as_str())
+                    .map(|s| s.text.clone())
+                    .unwrap_or_default(),
+                ScriptOrigin::file(f.as_str()),
+            ),
             (None, None) => continue,
         };
         if let Ok(script) = sandbox.compile(&source, &vars) {
             model.validations.push(Validation {
                 name: rule.name.clone(),
+                origin,
                 script,
                 message: rule.message.clone(),
                 field: rule.field.clone(),

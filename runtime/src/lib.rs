@@ -18,6 +18,7 @@ pub mod oplog;
 pub mod permission;
 pub mod read;
 pub mod record;
+pub mod schedule;
 pub mod serve;
 pub mod session;
 pub mod store;

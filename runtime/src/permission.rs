@@ -85,15 +85,30 @@ impl Permissions {
     /// when no role of theirs allows it. Several roles add up: the operation is
     /// allowed if one allows it, the rows are those any of them allows, and a
     /// field stays hidden (or read-only) only if every one of them says so.
+    /// It carries their read access to every entity the links point at: a
+    /// linked record shows its title, or may be linked to, only if they may read it.
     pub fn access(&self, user: &User, entity: &EntityModel, op: Operation) -> Option<Access> {
         if user.is_admin() {
             return Some(Access::everything().for_user(&user.actor));
         }
-        let key = (entity.app.clone(), entity.name.clone());
+        let mut access = self.granted(user, &(entity.app.clone(), entity.name.clone()), op)?;
+        for (name, field) in &entity.fields {
+            if let (Some(_), Some(target)) = (&field.target_table, &field.def.target) {
+                let target = split_ref(&entity.app, target);
+                access =
+                    access.with_link(name.clone(), self.granted(user, &target, Operation::Read));
+            }
+        }
+        Some(access)
+    }
+
+    /// The access the roles of a user who is not an admin give for `op` on the
+    /// entity `key` (app, name), links left out.
+    fn granted(&self, user: &User, key: &(String, String), op: Operation) -> Option<Access> {
         let granting: Vec<&Permission> = user
             .roles
             .iter()
-            .filter_map(|role| self.grants.get(role)?.get(&key))
+            .filter_map(|role| self.grants.get(role)?.get(key))
             .filter(|p| p.allow.contains(&op))
             .collect();
         if granting.is_empty() {

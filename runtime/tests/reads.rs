@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use common::{count, each_backend, model};
 use serde_json::{Map, Value as Json, json};
-use trellis_engine::model::Filter;
+use trellis_engine::model::{Filter, Operation};
+use trellis_runtime::permission::{Permissions, User};
 use trellis_runtime::read::aggregate::{Grouping, Measure};
 use trellis_runtime::{
     Access, Actor, Catalog, ListQuery, Paging, RecordError, RecordReader, RecordWriter, Store,
@@ -39,10 +40,38 @@ fields:
 search: [title]
 "#;
 
+/// Roles whose rows and fields of the linked account differ; `region` is a
+/// `$user` attribute an account may lack.
+const ROLES: &str = r#"
+user_attributes:
+  region: {type: text, label: Region}
+roles:
+  regional:
+    label: Regional
+    permissions:
+      account: {allow: [read], rows: {region: $user.region}}
+      deal: {allow: [read], rows: {account.region: $user.region}}
+  rep:
+    label: Sales rep
+    permissions:
+      account: {allow: [read], rows: {region: $user.region}}
+      deal: {allow: [create, read, update], rows: {owner: $user.id}}
+  blind:
+    label: Sees no accounts
+    permissions:
+      deal: {allow: [create, read, update], rows: {owner: $user.id}}
+  masked:
+    label: Sees accounts without their names
+    permissions:
+      account: {allow: [read], fields: {name: hidden}}
+      deal: {allow: [create, read, update], rows: {owner: $user.id}}
+"#;
+
 struct Fixture {
     writer: RecordWriter,
     reader: RecordReader,
     catalog: Arc<Catalog>,
+    permissions: Permissions,
 }
 
 async fn fixture(store: &Store) -> Fixture {
@@ -50,6 +79,7 @@ async fn fixture(store: &Store) -> Fixture {
         ("app.yaml", APP),
         ("entities/account.yaml", ACCOUNT),
         ("entities/deal.yaml", DEAL),
+        ("roles.yaml", ROLES),
     ]);
     deploy_model(store, &m, false).await.expect("deploys");
     let catalog = Arc::new(Catalog::new(&m));
@@ -57,7 +87,26 @@ async fn fixture(store: &Store) -> Fixture {
         writer: RecordWriter::new(store.clone(), catalog.clone()),
         reader: RecordReader::new(store.clone(), catalog.clone()),
         catalog,
+        permissions: Permissions::new(&m),
     }
+}
+
+/// User `id` with one role and, if given, a `region` attribute.
+fn user(id: i64, role: &str, region: Option<&str>) -> User {
+    let mut actor = Actor::user(id);
+    if let Some(region) = region {
+        actor.attributes.insert("region".into(), json!(region));
+    }
+    User {
+        id,
+        username: format!("user{id}"),
+        roles: vec![role.into()],
+        actor,
+    }
+}
+
+fn ids(page: &trellis_runtime::Page) -> Vec<i64> {
+    page.records.iter().map(|r| r.id).collect()
 }
 
 fn map(v: Json) -> Map<String, Json> {
@@ -184,6 +233,8 @@ async fn keyset_paging_returns_every_row_once_while_rows_are_inserted() {
         let f = fixture(&store).await;
         seed(&f).await;
         let deal = f.catalog.entity("crm", "deal").expect("deal");
+        let seeded = ids(&f.reader.list(&deal, &ListQuery { limit: Some(500), ..Default::default() }, &Access::everything()).await.expect("seeded rows"));
+        assert_eq!(seeded.len(), 12, "the twelve seeded deals");
         let mut seen = Vec::new();
         let mut paging = Paging::First;
         let mut inserted = 0;
@@ -203,12 +254,13 @@ async fn keyset_paging_returns_every_row_once_while_rows_are_inserted() {
                 None => break,
             }
         }
-        let mut unique = seen.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), seen.len(), "no row twice: {seen:?}");
-        let total = count(&store, "SELECT COUNT(*) FROM crm__deal").await as usize;
-        assert!(seen.len() >= 12 + 2 && seen.len() <= total, "every row that existed from the start, once: {} of {total}", seen.len());
+        let times = |id: i64| seen.iter().filter(|s| **s == id).count();
+        assert!(seeded.iter().all(|id| times(*id) == 1), "every seeded row exactly once: {seen:?} of {seeded:?}");
+        // "Late" rows sort after every cursor, so each is seen, once.
+        let late = f.reader.list(&deal, &ListQuery { filter: Some(filter(json!({"seats": 100}))), ..Default::default() }, &Access::everything()).await.expect("late rows");
+        assert_eq!(late.records.len(), 2);
+        assert!(ids(&late).iter().all(|id| times(*id) == 1), "every late row exactly once: {seen:?}");
+        assert!(seen.iter().all(|id| times(*id) == 1), "no row twice: {seen:?}");
         let err = f.reader.list(&deal, &ListQuery { paging: Paging::After("bm9wZQ".into()), ..Default::default() }, &Access::everything()).await.expect_err("bad cursor");
         assert!(matches!(err, RecordError::BadQuery(_)));
     })
@@ -312,6 +364,273 @@ async fn row_filters_bind_every_read() {
             .await
             .expect("aggregates");
         assert_eq!(groups[0].values, [json!(6), json!("57000.60")]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unset_user_attribute_matches_no_rows() {
+    each_backend("unset_attribute", async |store| {
+        let f = fixture(&store).await;
+        let acme = seed(&f).await;
+        let (account, deal) = (
+            f.catalog.entity("crm", "account").expect("account"),
+            f.catalog.entity("crm", "deal").expect("deal"),
+        );
+        let all = Access::everything();
+        let mut blank = Vec::new();
+        for name in ["Blank", "Empty"] {
+            let made = f
+                .writer
+                .create(&account, map(json!({"name": name})), &Actor::user(1), &all)
+                .await
+                .expect("an account without a region");
+            blank.push(made.id);
+        }
+        f.writer
+            .create(
+                &deal,
+                map(json!({"title": "Regionless", "account": blank[0]})),
+                &Actor::user(1),
+                &all,
+            )
+            .await
+            .expect("a deal of a regionless account");
+        let read = |user: &User, entity| {
+            f.permissions
+                .access(user, entity, Operation::Read)
+                .expect("may read")
+        };
+
+        // Without the attribute, `{region: $user.region}` is not `region IS NULL`.
+        let nobody = user(3, "regional", None);
+        let access = read(&nobody, &account);
+        let page = f
+            .reader
+            .list(&account, &ListQuery::default(), &access)
+            .await
+            .expect("lists");
+        assert_eq!(page.total, Total::Exact(0), "{:?}", ids(&page));
+        for id in [acme, blank[0]] {
+            let err = f.reader.get(&account, id, &access).await.expect_err("none");
+            assert!(matches!(err, RecordError::NotFound { .. }), "{err}");
+        }
+        let groups = f
+            .reader
+            .aggregate(&account, &[Measure::Count], &[], None, &access)
+            .await
+            .expect("aggregates");
+        assert_eq!(groups[0].values, [json!(0)]);
+        let deals = read(&nobody, &deal);
+        let page = f
+            .reader
+            .list(&deal, &ListQuery::default(), &deals)
+            .await
+            .expect("lists");
+        assert_eq!(page.total, Total::Exact(0), "through a link too");
+
+        // With it, exactly their records.
+        let easterner = user(4, "regional", Some("east"));
+        let access = read(&easterner, &account);
+        let page = f
+            .reader
+            .list(&account, &ListQuery::default(), &access)
+            .await
+            .expect("lists");
+        assert_eq!(ids(&page), [acme]);
+        f.reader.get(&account, acme, &access).await.expect("theirs");
+        let groups = f
+            .reader
+            .aggregate(&account, &[Measure::Count], &[], None, &access)
+            .await
+            .expect("aggregates");
+        assert_eq!(groups[0].values, [json!(1)]);
+        let page = f
+            .reader
+            .list(&deal, &ListQuery::default(), &read(&easterner, &deal))
+            .await
+            .expect("lists");
+        assert_eq!(page.total, Total::Exact(6), "the deals of Acme");
+
+        // Every comparison with the unset attribute matches nothing, `not` around it included;
+        // a literal null keeps its meaning.
+        let mine = Access::everything().for_user(&nobody.actor);
+        for (request, expected) in [
+            (json!({"region": {"ne": "$user.region"}}), 0),
+            (json!({"region": {"in": ["$user.region", "east"]}}), 0),
+            (json!({"region": {"not_in": ["$user.region"]}}), 0),
+            (json!({"name": {"gte": "$user.region"}}), 0),
+            (json!({"name": {"starts_with": "$user.region"}}), 0),
+            (json!({"not": {"region": "$user.region"}}), 0),
+            (
+                json!({"or": [{"region": "$user.region"}, {"name": "Acme"}]}),
+                1,
+            ),
+            (json!({"region": null}), 2),
+            (json!({"region": {"is_null": true}}), 2),
+            (json!({"not": {"region": null}}), 1),
+        ] {
+            let q = ListQuery {
+                filter: Some(filter(request.clone())),
+                ..Default::default()
+            };
+            let page = f.reader.list(&account, &q, &mine).await.expect("lists");
+            assert_eq!(page.total, Total::Exact(expected), "{request}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn links_show_and_reach_only_the_callers_rows_of_the_target() {
+    each_backend("link_rows", async |store| {
+        let f = fixture(&store).await;
+        let acme = seed(&f).await;
+        let (account, deal) = (
+            f.catalog.entity("crm", "account").expect("account"),
+            f.catalog.entity("crm", "deal").expect("deal"),
+        );
+        let all = Access::everything();
+        let bolt = f
+            .writer
+            .create(
+                &account,
+                map(json!({"name": "Bolt", "region": "west"})),
+                &Actor::user(1),
+                &all,
+            )
+            .await
+            .expect("bolt")
+            .id;
+        let mut made = Vec::new();
+        for (title, linked) in [("With Acme", acme), ("With Bolt", bolt)] {
+            let input = map(json!({"title": title, "account": linked, "owner": 5}));
+            let record = f
+                .writer
+                .create(&deal, input, &Actor::user(1), &all)
+                .await
+                .expect("a deal of user 5");
+            made.push(record);
+        }
+        let (with_acme, with_bolt) = (made[0].id, made[1].id);
+        let titles_of = async |who: &User| {
+            let access = f
+                .permissions
+                .access(who, &deal, Operation::Read)
+                .expect("may read deals");
+            let page = f
+                .reader
+                .list(&deal, &ListQuery::default(), &access)
+                .await
+                .expect("lists");
+            assert_eq!(ids(&page), [with_acme, with_bolt], "their own deals");
+            let mut seen = Vec::new();
+            for record in page.records {
+                let got = f.reader.get(&deal, record.id, &access).await.expect("gets");
+                assert_eq!(got.titles, record.titles, "get and list agree");
+                assert_eq!(got.values["account"], record.values["account"]);
+                seen.push(record.titles.get("account").cloned());
+            }
+            seen
+        };
+
+        // An eastern rep sees Acme's title, not Bolt's, though the link's id stays.
+        let rep = user(5, "rep", Some("east"));
+        assert_eq!(titles_of(&rep).await, [Some(json!("Acme")), None]);
+        // A role that may not read accounts, or not their names, sees no titles.
+        assert_eq!(titles_of(&user(5, "blind", None)).await, [None, None]);
+        assert_eq!(titles_of(&user(5, "masked", None)).await, [None, None]);
+        // The platform sees them all.
+        let page = f
+            .reader
+            .list(
+                &deal,
+                &ListQuery {
+                    filter: Some(filter(json!({"owner": 5}))),
+                    ..Default::default()
+                },
+                &all,
+            )
+            .await
+            .expect("lists");
+        assert_eq!(page.records[1].titles["account"], json!("Bolt"));
+
+        // Linking to a record outside the caller's rows is refused as a missing one.
+        let writes = f
+            .permissions
+            .access(&rep, &deal, Operation::Create)
+            .expect("may create deals");
+        let refusal = async |account_id: i64| {
+            let input = map(json!({"title": "New", "account": account_id, "owner": 5}));
+            match f.writer.create(&deal, input, &rep.actor, &writes).await {
+                Err(RecordError::Invalid(errors)) => errors,
+                other => panic!("account #{account_id}: {other:?}"),
+            }
+        };
+        let hidden = refusal(bolt).await;
+        let missing = refusal(999_999).await;
+        assert_eq!(
+            (hidden[0].field.as_str(), hidden[0].code.as_str()),
+            ("account", "link")
+        );
+        assert_eq!(
+            hidden[0].message,
+            missing[0].message.replace("999999", &bolt.to_string())
+        );
+        let blind = user(5, "blind", None);
+        let blind_writes = f
+            .permissions
+            .access(&blind, &deal, Operation::Create)
+            .expect("may create deals");
+        let input = map(json!({"title": "New", "account": acme, "owner": 5}));
+        assert!(
+            matches!(
+                f.writer
+                    .create(&deal, input, &blind.actor, &blind_writes)
+                    .await,
+                Err(RecordError::Invalid(_))
+            ),
+            "no account exists for a role that may not read accounts"
+        );
+        let input = map(json!({"title": "New", "account": acme, "owner": 5}));
+        f.writer
+            .create(&deal, input, &rep.actor, &writes)
+            .await
+            .expect("Acme is inside the rep's rows");
+
+        // An update keeps a link it cannot see, but may not set one.
+        let updates = f
+            .permissions
+            .access(&rep, &deal, Operation::Update)
+            .expect("may update deals");
+        let kept = f
+            .writer
+            .update(
+                &deal,
+                with_bolt,
+                1,
+                map(json!({"title": "Renamed"})),
+                &rep.actor,
+                &updates,
+            )
+            .await
+            .expect("the link it had stays");
+        assert_eq!(kept.values["account"], json!(bolt));
+        let err = f
+            .writer
+            .update(
+                &deal,
+                with_acme,
+                1,
+                map(json!({"account": bolt})),
+                &rep.actor,
+                &updates,
+            )
+            .await
+            .expect_err("a new link outside the rows");
+        assert!(matches!(err, RecordError::Invalid(_)), "{err}");
+        let unchanged = f.reader.get(&deal, with_acme, &all).await.expect("gets");
+        assert_eq!(unchanged.values["account"], json!(acme));
     })
     .await;
 }

@@ -14,6 +14,7 @@ use trellis_engine::model::Operation;
 use trellis_runtime::account::{AccountChange, create_user};
 use trellis_runtime::permission::{Permissions, User};
 use trellis_runtime::workflow::approvers::Me;
+use trellis_runtime::workflow::delegation;
 use trellis_runtime::workflow::history::Kind;
 use trellis_runtime::workflow::{Decision, Workflows};
 use trellis_runtime::{Access, Actor, Catalog, RecordError, RecordWriter, Store};
@@ -388,6 +389,14 @@ async fn actions_follow_state_people_roles_and_guards() {
             .await
             .expect_err("locked");
         assert_eq!(field_errors(locked)[0].1, "locked");
+        // Nor can it be deleted.
+        let kept = w
+            .writer
+            .delete(&entity, id, &olga.actor, &Access::everything())
+            .await
+            .expect_err("locked");
+        assert_eq!(field_errors(kept)[0].1, "locked");
+        assert_eq!(w.state(id).await, "submitted");
     })
     .await;
 }
@@ -641,30 +650,66 @@ async fn withdraw_transfer_add_sign_and_delegation_change_who_may_act() {
 
         // Withdraw: the submitter, before anyone decided.
         let id = w.draft("10.00").await;
-        w.act("olga", id, "submit", json!({}), None).await.expect("submits");
+        w.act("olga", id, "submit", json!({}), None)
+            .await
+            .expect("submits");
         let adam = w.me("adam").await;
-        let refused = w.workflows.withdraw(&entity, id, None, &adam, &all).await.expect_err("not his");
+        let refused = w
+            .workflows
+            .withdraw(&entity, id, None, &adam, &all)
+            .await
+            .expect_err("not his");
         assert!(matches!(refused, RecordError::Refused(_)));
         let olga = w.me("olga").await;
-        let back = w.workflows.withdraw(&entity, id, Some("typo"), &olga, &all).await.expect("withdraws");
+        let back = w
+            .workflows
+            .withdraw(&entity, id, Some("typo"), &olga, &all)
+            .await
+            .expect("withdraws");
         assert_eq!(back.record.values["status"], "draft");
-        assert_eq!(w.history(id).await.last().map(|e| e.kind), Some(Kind::Withdraw));
+        assert_eq!(
+            w.history(id).await.last().map(|e| e.kind),
+            Some(Kind::Withdraw)
+        );
 
         // Transfer: adam hands his turn to the helper.
-        w.act("olga", id, "submit", json!({}), None).await.expect("submits again");
+        w.act("olga", id, "submit", json!({}), None)
+            .await
+            .expect("submits again");
         let helper = w.user("helper").id;
         w.workflows
-            .hand_over(&entity, id, Kind::Transfer, helper, Some("on leave"), &adam, &all)
+            .hand_over(
+                &entity,
+                id,
+                Kind::Transfer,
+                helper,
+                Some("on leave"),
+                &adam,
+                &all,
+            )
             .await
             .expect("transfers");
-        assert!(w.allowed("adam", id).await.is_empty(), "adam gave his turn away");
+        assert!(
+            w.allowed("adam", id).await.is_empty(),
+            "adam gave his turn away"
+        );
         assert_eq!(w.allowed("helper", id).await, vec!["approve", "reject"]);
         // Once someone decided, the submitter can no longer withdraw.
-        let done = w.act("helper", id, "approve", json!({}), None).await.expect("helper approves");
+        let done = w
+            .act("helper", id, "approve", json!({}), None)
+            .await
+            .expect("helper approves");
         assert_eq!(done.record.values["status"], "review");
         let last = w.history(id).await.pop().expect("row");
-        assert_eq!(last.via.as_deref(), Some(&*format!("transferred by #{}", w.user("adam").id)));
-        let late = w.workflows.withdraw(&entity, id, None, &olga, &all).await.expect_err("decided");
+        assert_eq!(
+            last.via.as_deref(),
+            Some(&*format!("transferred by #{}", w.user("adam").id))
+        );
+        let late = w
+            .workflows
+            .withdraw(&entity, id, None, &olga, &all)
+            .await
+            .expect_err("decided");
         assert!(matches!(late, RecordError::Refused(_)));
 
         // Add-sign: fin1 asks the helper to sign before finance continues.
@@ -673,35 +718,77 @@ async fn withdraw_transfer_add_sign_and_delegation_change_who_may_act() {
             .hand_over(&entity, id, Kind::AddSign, helper, None, &fin1, &all)
             .await
             .expect("adds a signer");
-        assert!(w.allowed("fin2", id).await.is_empty(), "finance waits for the helper");
-        let signed = w.act("helper", id, "finance_ok", json!({}), Some("fine")).await.expect("signs");
+        assert!(
+            w.allowed("fin2", id).await.is_empty(),
+            "finance waits for the helper"
+        );
+        let signed = w
+            .act("helper", id, "finance_ok", json!({}), Some("fine"))
+            .await
+            .expect("signs");
         assert!(!signed.completed);
-        assert_eq!(w.history(id).await.last().map(|e| e.kind), Some(Kind::Signoff));
-        assert!(w.allowed("fin2", id).await.contains(&"finance_ok".to_owned()));
+        assert_eq!(
+            w.history(id).await.last().map(|e| e.kind),
+            Some(Kind::Signoff)
+        );
+        assert!(
+            w.allowed("fin2", id)
+                .await
+                .contains(&"finance_ok".to_owned())
+        );
 
         // Delegation: adam is away; his deputy approves in his name.
         let id = w.draft("10.00").await;
-        w.act("olga", id, "submit", json!({}), None).await.expect("submits");
+        w.act("olga", id, "submit", json!({}), None)
+            .await
+            .expect("submits");
         assert!(w.allowed("deputy", id).await.is_empty());
         let today = chrono::Utc::now().date_naive();
-        common::exec(
+        let (adam, deputy) = (w.user("adam").id, w.user("deputy").id);
+        delegation::create(
             &w.store,
-            "INSERT INTO trellis_delegations (user_id, deputy_id, starts_on, ends_on, created_at) VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP)",
-            vec![
-                w.user("adam").id.into(),
-                w.user("deputy").id.into(),
-                (today - chrono::Days::new(1)).format("%Y-%m-%d").to_string().into(),
-                (today + chrono::Days::new(1)).format("%Y-%m-%d").to_string().into(),
-            ],
+            adam,
+            deputy,
+            today - chrono::Days::new(1),
+            today + chrono::Days::new(1),
         )
         .await
         .expect("delegates");
+        let listed = delegation::list(&w.store, deputy).await.expect("lists");
+        assert_eq!(listed.len(), 1, "the deputy sees it too: {listed:?}");
+        assert_eq!(
+            (listed[0]["user"].as_i64(), listed[0]["deputy"].as_i64()),
+            (Some(adam), Some(deputy))
+        );
         assert_eq!(w.allowed("deputy", id).await, vec!["approve", "reject"]);
-        w.act("deputy", id, "approve", json!({}), None).await.expect("deputy approves");
+        w.act("deputy", id, "approve", json!({}), None)
+            .await
+            .expect("deputy approves");
         let last = w.history(id).await.pop().expect("row");
         assert_eq!(
             last.via.as_deref(),
-            Some(&*format!("deputy of #{} (field approver)", w.user("adam").id))
+            Some(&*format!(
+                "deputy of #{} (field approver)",
+                w.user("adam").id
+            ))
+        );
+        // Only the person who delegated ends the delegation.
+        let given = listed[0]["id"].as_i64().expect("an id");
+        assert!(
+            !delegation::remove(&w.store, deputy, given)
+                .await
+                .expect("runs")
+        );
+        assert!(
+            delegation::remove(&w.store, adam, given)
+                .await
+                .expect("runs")
+        );
+        assert!(
+            delegation::list(&w.store, adam)
+                .await
+                .expect("lists")
+                .is_empty()
         );
     })
     .await;

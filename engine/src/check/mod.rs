@@ -126,11 +126,12 @@ pub fn check(dirs: &[PathBuf]) -> CheckReport {
     }
 }
 
-/// Parses a duration (`30m`, `4h`, `3d`, `2w`) into seconds.
+/// Parses a duration (`30s`, `30m`, `4h`, `3d`, `2w`) into seconds.
 pub fn duration_seconds(text: &str) -> Option<i64> {
     let unit = text.chars().last()?;
     let n: i64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
     let scale = match unit {
+        's' => 1,
         'm' => 60,
         'h' => 3_600,
         'd' => 86_400,

@@ -163,7 +163,7 @@ const TABLES: &[TableSpec] = &[
         &[(&["deputy_id"], false), (&["user_id"], false)],
     ),
     (
-        "trellis_jobs",
+        crate::schedule::JOBS,
         &[
             ("id", Id, false),
             ("name", Text, false),
@@ -172,8 +172,41 @@ const TABLES: &[TableSpec] = &[
             ("last_started_at", DateTime, true),
             ("last_finished_at", DateTime, true),
             ("last_result", Text, true),
+            // What follows came with the scheduler (see `schedule`).
+            ("schedule", Text, true),
+            ("next_run_at", DateTime, true),
         ],
         &[(&["name"], true)],
+    ),
+    (
+        crate::schedule::RUNS,
+        &[
+            ("id", Id, false),
+            ("name", Text, false),
+            // The user who asked for a manual run; none for scheduled runs.
+            ("manual_by", Integer, true),
+            ("node", Text, false),
+            ("due_at", DateTime, true),
+            ("started_at", DateTime, false),
+            ("finished_at", DateTime, true),
+            ("matched", Integer, true),
+            ("notified", Integer, true),
+            // `ok` or `failed`; none while running (or when the node died).
+            ("result", Text, true),
+            ("error", Text, true),
+        ],
+        &[(&["name", "id"], false)],
+    ),
+    (
+        crate::schedule::ALERT_HITS,
+        &[
+            ("id", Id, false),
+            ("alert", Text, false),
+            ("record_id", Integer, false),
+            ("first_matched_at", DateTime, false),
+            ("notified_at", DateTime, false),
+        ],
+        &[(&["alert", "record_id"], true)],
     ),
     (
         crate::notify::OUTBOX,

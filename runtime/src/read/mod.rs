@@ -6,8 +6,8 @@ pub mod aggregate;
 pub mod history;
 pub mod load;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use sea_orm::ConnectionTrait;
@@ -35,14 +35,21 @@ pub const MAX_PAGE: u64 = 500;
 /// row filter) and which fields (all but the hidden ones). Every read takes one,
 /// and so do updates and deletes: a record outside the rows does not exist for
 /// the caller, and a hidden field is unknown to them, in filters, sorts and
-/// results alike.
+/// results alike. The same holds through links: a linked record's title, or
+/// linking to it in a write, needs the caller's read access to that record.
 #[derive(Debug, Clone)]
 pub struct Access {
     rows: Option<Filter>,
     user: Map<String, Json>,
     hidden: HashSet<String>,
     read_only: HashSet<String>,
+    /// The caller's read access to the entity each link field points at (`None`:
+    /// they may not read it), as `Permissions` sets it; a link it leaves out
+    /// reaches everything, as the platform's own access does.
+    links: HashMap<String, Option<Access>>,
 }
+
+static EVERYTHING: LazyLock<Access> = LazyLock::new(Access::everything);
 
 impl Access {
     /// Every record and field: the platform itself and unrestricted roles.
@@ -52,6 +59,7 @@ impl Access {
             user: Map::new(),
             hidden: HashSet::new(),
             read_only: HashSet::new(),
+            links: HashMap::new(),
         }
     }
 
@@ -62,6 +70,7 @@ impl Access {
             user: actor.attributes.clone(),
             hidden: HashSet::new(),
             read_only: HashSet::new(),
+            links: HashMap::new(),
         }
     }
 
@@ -82,6 +91,22 @@ impl Access {
     pub fn with_read_only(mut self, fields: impl IntoIterator<Item = String>) -> Access {
         self.read_only.extend(fields);
         self
+    }
+
+    /// The same, where the records link `field` points at are read under
+    /// `target` (`None`: not at all).
+    pub fn with_link(mut self, field: impl Into<String>, target: Option<Access>) -> Access {
+        self.links.insert(field.into(), target);
+        self
+    }
+
+    /// What the caller may read of the records link `field` points at; `None`
+    /// when nothing.
+    pub fn through(&self, field: &str) -> Option<&Access> {
+        match self.links.get(field) {
+            Some(target) => target.as_ref(),
+            None => Some(&EVERYTHING),
+        }
     }
 
     /// Whether the caller may read `field` but not write it.
@@ -252,20 +277,21 @@ impl RecordReader {
             .from(Alias::new(entity.table.as_str()))
             .and_where(Expr::col(Alias::new("id")).eq(id))
             .cond_where(self.condition(entity, access, None)?);
-        let titled = self.titled_links(entity);
-        for (field, target, title, _) in &titled {
+        let titled = self.titled_links(entity, access)?;
+        for link in &titled {
+            // Aliased, so that a link to the entity's own table still means the outer row.
+            let linked = Alias::new("linked");
             let mut sub = Query::select();
-            sub.column(Alias::new(title.as_str()))
-                .from(Alias::new(target.as_str()))
-                .and_where(
-                    Expr::col((Alias::new(target.as_str()), Alias::new("id"))).equals((
-                        Alias::new(entity.table.as_str()),
-                        Alias::new(field.as_str()),
-                    )),
-                );
+            sub.column((linked.clone(), Alias::new(link.title.as_str())))
+                .from_as(Alias::new(link.table.as_str()), linked.clone())
+                .and_where(Expr::col((linked, Alias::new("id"))).equals((
+                    Alias::new(entity.table.as_str()),
+                    Alias::new(link.field.as_str()),
+                )))
+                .cond_where(link.rows.clone());
             select.expr_as(
                 Expr::SubQuery(None, Box::new(sub.into())),
-                Alias::new(format!("{field}__title")),
+                Alias::new(format!("{}__title", link.field)),
             );
         }
         let row = conn
@@ -277,10 +303,10 @@ impl RecordReader {
             })?;
         let mut values = row_values(&row, entity, dialect)?;
         let mut titles = Map::new();
-        for (field, _, _, kind) in &titled {
-            let title = from_row(&row, &format!("{field}__title"), *kind, dialect)?;
+        for link in &titled {
+            let title = from_row(&row, &format!("{}__title", link.field), link.kind, dialect)?;
             if !Json::is_null(&title) {
-                titles.insert(field.clone(), title);
+                titles.insert(link.field.clone(), title);
             }
         }
         let version = values.get("version").and_then(Json::as_i64).unwrap_or(0);
@@ -300,22 +326,42 @@ impl RecordReader {
         Ok(record)
     }
 
-    /// Link fields whose target has a title: (field, target table, title field, its column kind).
-    fn titled_links(&self, entity: &EntityModel) -> Vec<(String, String, String, ColumnKind)> {
-        entity
-            .fields
-            .iter()
-            .filter_map(|(name, field)| {
-                let table = field.target_table.as_ref()?;
-                let target = self.catalog.entity_by_table(table)?;
-                let title = target.title.clone()?;
-                let kind = target
-                    .fields
-                    .get(&title)
-                    .map_or(ColumnKind::Text, |f| f.column);
-                Some((name.clone(), table.clone(), title, kind))
-            })
-            .collect()
+    /// The link fields whose target's title the caller may see: the target has
+    /// a title, they may read the target entity and that field, and only the
+    /// targets inside their rows of it show one (the id stays: it is a value of
+    /// their own record).
+    fn titled_links(
+        &self,
+        entity: &EntityModel,
+        access: &Access,
+    ) -> Result<Vec<TitledLink>, RecordError> {
+        let mut links = Vec::new();
+        for (name, field) in &entity.fields {
+            let Some(table) = &field.target_table else {
+                continue;
+            };
+            let Some(target) = self.catalog.entity_by_table(table) else {
+                continue;
+            };
+            let Some(title) = target.title.clone() else {
+                continue;
+            };
+            let Some(through) = access.through(name).filter(|a| !a.hides(&title)) else {
+                continue;
+            };
+            let kind = target
+                .fields
+                .get(&title)
+                .map_or(ColumnKind::Text, |f| f.column);
+            links.push(TitledLink {
+                field: name.clone(),
+                table: table.clone(),
+                rows: self.condition(&target, through, None)?,
+                title,
+                kind,
+            });
+        }
+        Ok(links)
     }
 
     /// A page of records.
@@ -393,7 +439,7 @@ impl RecordReader {
             )),
             _ => None,
         };
-        self.add_titles(entity, &mut records).await?;
+        self.add_titles(entity, &mut records, access).await?;
         for record in &mut records {
             access.redact(record);
         }
@@ -435,52 +481,55 @@ impl RecordReader {
         })
     }
 
-    /// Adds the titles of linked records, one query per link field for the whole page.
+    /// Adds the titles of linked records the caller may see, one query per link
+    /// field for the whole page.
     async fn add_titles(
         &self,
         entity: &EntityModel,
         records: &mut [Record],
+        access: &Access,
     ) -> Result<(), RecordError> {
         let dialect = self.store.dialect();
-        for (name, field) in &entity.fields {
-            let Some(table) = &field.target_table else {
-                continue;
-            };
-            let Some(target) = self.catalog.entity_by_table(table) else {
-                continue;
-            };
-            let Some(title) = &target.title else { continue };
-            let ids = crate::record::linked_ids(records.iter().map(|r| &r.values), name);
+        for link in self.titled_links(entity, access)? {
+            let ids = crate::record::linked_ids(records.iter().map(|r| &r.values), &link.field);
             if ids.is_empty() {
                 continue;
             }
             let mut q = Query::select();
             q.column(Alias::new("id"))
-                .column(Alias::new(title.as_str()))
-                .from(Alias::new(table.as_str()))
-                .and_where(Expr::col(Alias::new("id")).is_in(ids));
-            let kind = target
-                .fields
-                .get(title)
-                .map_or(ColumnKind::Text, |f| f.column);
-            let mut titles = std::collections::HashMap::new();
+                .column(Alias::new(link.title.as_str()))
+                .from(Alias::new(link.table.as_str()))
+                .and_where(Expr::col(Alias::new("id")).is_in(ids))
+                .cond_where(link.rows);
+            let mut titles = HashMap::new();
             for row in self.store.connection().query_all(&q).await? {
                 let id: i64 = row.try_get("", "id")?;
-                titles.insert(id, from_row(&row, title, kind, dialect)?);
+                titles.insert(id, from_row(&row, &link.title, link.kind, dialect)?);
             }
             for record in records.iter_mut() {
                 if let Some(t) = record
                     .values
-                    .get(name)
+                    .get(&link.field)
                     .and_then(Json::as_i64)
                     .and_then(|id| titles.get(&id))
                 {
-                    record.titles.insert(name.clone(), t.clone());
+                    record.titles.insert(link.field.clone(), t.clone());
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A link field whose target's title the caller may see.
+struct TitledLink {
+    field: String,
+    /// The target's table, its title field and that field's column kind.
+    table: String,
+    title: String,
+    kind: ColumnKind,
+    /// The caller's rows of the target.
+    rows: Condition,
 }
 
 /// A sort key, checked against the model.

@@ -10,6 +10,7 @@ mod openapi;
 mod outbox;
 pub mod problem;
 mod records;
+mod schedule;
 mod workflow;
 
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub operations: OperationLog,
     pub sessions: Arc<crate::session::SessionCache>,
     pub workflows: crate::workflow::Workflows,
+    pub scheduler: crate::schedule::Scheduler,
 }
 
 /// How long a request may take before it is answered with 408.
@@ -58,11 +60,18 @@ impl AppState {
     pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
         let catalog = Arc::new(Catalog::new(model));
         let writer = RecordWriter::new(store.clone(), catalog.clone());
+        let reader = Arc::new(RecordReader::new(store.clone(), catalog.clone()));
         AppState {
             metrics: Arc::default(),
             sessions: Arc::default(),
             operations: OperationLog::start(store.clone()),
-            reader: Arc::new(RecordReader::new(store.clone(), catalog.clone())),
+            scheduler: crate::schedule::Scheduler::new(
+                model,
+                &catalog,
+                store.clone(),
+                reader.clone(),
+            ),
+            reader,
             writer: Arc::new(writer.clone()),
             workflows: crate::workflow::Workflows::new(model, catalog.clone(), writer),
             permissions: Arc::new(Permissions::new(model)),
@@ -108,6 +117,9 @@ pub fn router(state: AppState) -> Router {
                 .put(outbox::put_channel)
                 .delete(outbox::delete_channel),
         )
+        .route("/admin/schedules", get(schedule::items))
+        .route("/admin/schedules/{name}/runs", get(schedule::runs))
+        .route("/admin/schedules/{name}/run", post(schedule::run_now))
         .route("/admin/outbox", get(outbox::list))
         .route("/admin/outbox/{id}", get(outbox::get))
         .route("/admin/outbox/{id}/retry", post(outbox::retry))
@@ -204,12 +216,15 @@ pub async fn serve(
     on_listening(local);
     // Outbox messages are delivered while the server runs, by every node.
     let dispatcher = crate::notify::Dispatcher::start(state.store.clone(), channels);
+    // So is the scheduler: each due run happens on the one node that claims it.
+    let scheduler = state.scheduler.clone().start();
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string());
     dispatcher.stop().await;
+    scheduler.stop().await;
     served
 }
 

@@ -5,8 +5,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use sea_orm::ConnectionTrait;
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 use trellis_engine::model::{Filter, Operation};
@@ -14,12 +12,12 @@ use trellis_engine::model::{Filter, Operation};
 use super::AppState;
 use super::auth::Caller;
 use super::body::JsonBody;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::records::{allowed, entity, record_id, record_json};
 use crate::catalog::EntityModel;
-use crate::deploy::DELEGATIONS;
 use crate::read::ListQuery;
 use crate::workflow::approvers::Me;
+use crate::workflow::delegation;
 use crate::workflow::history::Kind;
 use crate::workflow::{Decision, Outcome};
 
@@ -253,41 +251,25 @@ pub async fn delegate(
     if body.ends_on < body.starts_on {
         return Err(Problem::bad_request("the delegation ends before it starts"));
     }
-    let conn = state.store.connection();
-    let exists = crate::account::exists(conn, body.deputy)
+    let exists = crate::account::exists(state.store.connection(), body.deputy)
         .await
-        .map_err(|e| super::problem::internal(&e))?;
+        .map_err(|e| internal(&e))?;
     if body.deputy == caller.user.id || !exists {
         return Err(Problem::bad_request(
             "the deputy must be another, existing user",
         ));
     }
-    let now = chrono::Utc::now();
-    let at: sea_orm::Value = match state.store.dialect() {
-        crate::store::Dialect::Sqlite => crate::record::value::datetime_text(now).into(),
-        crate::store::Dialect::Postgres => now.into(),
-    };
-    let mut insert = Query::insert();
-    insert
-        .into_table(Alias::new(DELEGATIONS))
-        .columns(["user_id", "deputy_id", "starts_on", "ends_on", "created_at"].map(Alias::new))
-        .values_panic([
-            caller.user.id.into(),
-            body.deputy.into(),
-            body.starts_on.format("%Y-%m-%d").to_string().into(),
-            body.ends_on.format("%Y-%m-%d").to_string().into(),
-            at.into(),
-        ]);
-    conn.execute(&insert)
-        .await
-        .map_err(|e| super::problem::internal(&e))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(
-            json!({"deputy": body.deputy, "starts_on": body.starts_on, "ends_on": body.ends_on}),
-        ),
+    delegation::create(
+        &state.store,
+        caller.user.id,
+        body.deputy,
+        body.starts_on,
+        body.ends_on,
     )
-        .into_response())
+    .await
+    .map_err(|e| internal(&e))?;
+    let echo = json!({"deputy": body.deputy, "starts_on": body.starts_on, "ends_on": body.ends_on});
+    Ok((StatusCode::CREATED, axum::Json(echo)).into_response())
 }
 
 /// `GET /api/v1/me/delegations`: the caller's delegations, given and received.
@@ -295,31 +277,10 @@ pub async fn delegations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<axum::Json<Json>, Problem> {
-    let mut q = Query::select();
-    q.columns(["id", "user_id", "deputy_id", "starts_on", "ends_on"].map(Alias::new))
-        .from(Alias::new(DELEGATIONS))
-        .cond_where(
-            sea_orm::sea_query::Condition::any()
-                .add(Expr::col(Alias::new("user_id")).eq(caller.user.id))
-                .add(Expr::col(Alias::new("deputy_id")).eq(caller.user.id)),
-        )
-        .order_by(Alias::new("id"), Order::Asc);
-    let rows = state
-        .store
-        .connection()
-        .query_all(&q)
+    let data = delegation::list(&state.store, caller.user.id)
         .await
-        .map_err(|e| super::problem::internal(&e))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let int = |c: &str| row.try_get::<i64>("", c).unwrap_or_default();
-        let text = |c: &str| row.try_get::<String>("", c).unwrap_or_default();
-        out.push(json!({
-            "id": int("id"), "user": int("user_id"), "deputy": int("deputy_id"),
-            "starts_on": text("starts_on"), "ends_on": text("ends_on"),
-        }));
-    }
-    Ok(axum::Json(json!({ "data": out })))
+        .map_err(|e| internal(&e))?;
+    Ok(axum::Json(json!({ "data": data })))
 }
 
 /// `DELETE /api/v1/me/delegations/{id}`: ends one of the caller's delegations.
@@ -329,17 +290,10 @@ pub async fn undelegate(
     caller: Caller,
 ) -> Result<StatusCode, Problem> {
     let id = record_id(&id)?;
-    let mut d = Query::delete();
-    d.from_table(Alias::new(DELEGATIONS))
-        .and_where(Expr::col(Alias::new("id")).eq(id))
-        .and_where(Expr::col(Alias::new("user_id")).eq(caller.user.id));
-    let done = state
-        .store
-        .connection()
-        .execute(&d)
+    let removed = delegation::remove(&state.store, caller.user.id, id)
         .await
-        .map_err(|e| super::problem::internal(&e))?;
-    if done.rows_affected() == 0 {
+        .map_err(|e| internal(&e))?;
+    if !removed {
         return Err(Problem::not_found(format!("you have no delegation {id}")));
     }
     Ok(StatusCode::NO_CONTENT)

@@ -34,6 +34,15 @@ impl Dialect {
         }
     }
 
+    /// An instant as the bound value of a datetime column: fixed-width UTC text
+    /// on SQLite (so that text order is time order), `timestamptz` on PostgreSQL.
+    pub fn time(self, t: chrono::DateTime<chrono::Utc>) -> sea_orm::Value {
+        match self {
+            Dialect::Sqlite => crate::record::value::datetime_text(t).into(),
+            Dialect::Postgres => t.into(),
+        }
+    }
+
     /// Hand-written SQL with `?` placeholders, numbered `$1, $2…` for PostgreSQL.
     /// (For tests, benchmarks and the few statements written by hand.)
     pub fn numbered(self, sql: &str) -> String {

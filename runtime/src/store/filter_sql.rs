@@ -131,6 +131,12 @@ fn condition(
             Ok::<_, FilterSqlError>(c.add(condition(p, table, dialect, vars)?))
         })?,
         Expr::Not(inner) => condition(inner, table, dialect, vars)?.not(),
+        // An attribute the account lacks matches nothing: `{supplier: $user.supplier}`
+        // must not become `supplier IS NULL` and show every record without one. SQL's
+        // unknown, not false, so that `not` around it matches nothing either.
+        Expr::Compare { value, .. } if unset_user_attribute(value, vars) => {
+            Condition::all().add(SqlExpr::cust("CAST(NULL AS BOOLEAN)"))
+        }
         Expr::Compare { path, op, value } => {
             let (link, kind) = table
                 .column(path)
@@ -278,6 +284,15 @@ fn scalar(value: &Json) -> Result<Value, FilterSqlError> {
         other => Err(FilterSqlError::Invalid(format!(
             "`{other}` cannot be looked for in a list"
         ))),
+    }
+}
+
+/// Whether the operand names a `$user` attribute with no value for this account.
+fn unset_user_attribute(operand: &Operand, vars: Option<&Bindings>) -> bool {
+    match (operand, vars) {
+        (Operand::Var(Var::User(attr)), Some(b)) => b.user.get(attr).is_none_or(Json::is_null),
+        (Operand::List(items), _) => items.iter().any(|i| unset_user_attribute(i, vars)),
+        _ => false,
     }
 }
 

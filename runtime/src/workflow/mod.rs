@@ -6,11 +6,13 @@
 //!   transfers, add-signs) and whether the approvals given so far suffice;
 //! - [`effects`]: what an action does (set fields, create and update records,
 //!   notify, publish);
+//! - [`delegation`]: deputies standing in for absent approvers, by dates;
 //! - [`history`]: the decisions, one row each, which are also the state of the
 //!   approval under way;
 //! - [`run`]: [`Workflows`], the operations the API calls.
 
 pub mod approvers;
+pub mod delegation;
 pub mod effects;
 pub mod history;
 pub mod run;

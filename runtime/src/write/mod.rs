@@ -214,7 +214,8 @@ impl RecordWriter {
                 );
             }
         }
-        self.check_links(txn, entity, &prepared).await?;
+        self.check_links(txn, entity, &prepared, None, access)
+            .await?;
         if !entity.unique.is_empty() {
             let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
             for (row, record) in prepared.iter().enumerate() {
@@ -383,8 +384,14 @@ impl RecordWriter {
         let record = prepare(entity, base, patch, false, cx).map_err(RecordError::Invalid)?;
         self.check_unique(txn, entity, &record, Some(id), access, &scope)
             .await?;
-        self.check_links(txn, entity, std::slice::from_ref(&record))
-            .await?;
+        self.check_links(
+            txn,
+            entity,
+            std::slice::from_ref(&record),
+            Some(base),
+            access,
+        )
+        .await?;
         let mut update = Query::update();
         update
             .table(Alias::new(entity.table.as_str()))
@@ -480,6 +487,15 @@ impl RecordWriter {
                     entity: entity.name.clone(),
                     id,
                 })?;
+        // A record in a locked state is past its author's hands: it changes, and
+        // ends, only through workflow actions. (Cascades follow their parent.)
+        if let Some(state) = locked_state(entity, &base).filter(|_| depth == 0) {
+            return Err(RecordError::Invalid(vec![FieldError::new(
+                entity.state_field.as_deref().unwrap_or_default(),
+                "locked",
+                format!("a record in state `{state}` changes only through workflow actions"),
+            )]));
+        }
         for link in &entity.linked_from {
             let mut q = Query::select();
             q.column(Alias::new("id"))
@@ -657,14 +673,19 @@ impl RecordWriter {
         Ok(())
     }
 
-    /// Links must point at records that exist: one query per link field for the
-    /// whole batch; the first record naming a missing one is reported.
+    /// Links must point at records that exist and that the caller may read (a
+    /// record they may not read is missing for them, never confirmed): one query
+    /// per link field for the whole batch; the first record naming a missing one
+    /// is reported. A link an update keeps (in `before`) was checked when it was set.
     async fn check_links(
         &self,
         txn: &DatabaseTransaction,
         entity: &EntityModel,
         records: &[Prepared],
+        before: Option<&Prepared>,
+        access: &Access,
     ) -> Result<(), RecordError> {
+        let dialect = self.store.dialect();
         for (name, field) in &entity.fields {
             let Some(target) = &field.target_table else {
                 continue;
@@ -673,12 +694,36 @@ impl RecordWriter {
             if ids.is_empty() {
                 continue;
             }
+            // The target records the caller may link to: all (`None`), those
+            // inside their rows of the target or kept from before, or none.
+            let visible = match (access.through(name), self.catalog.entity_by_table(target)) {
+                (Some(through), _) if !through.restricts_rows() => None,
+                (Some(through), Some(model)) => Some(access_condition(
+                    &self.catalog,
+                    dialect,
+                    &model,
+                    through,
+                    None,
+                )?),
+                _ => Some(Condition::all().add(Expr::val(1).eq(0))),
+            };
+            let reach = visible.map(|visible| {
+                let kept = crate::record::linked_ids(before.map(|b| &b.values).into_iter(), name);
+                let mut reach = Condition::any().add(visible);
+                if !kept.is_empty() {
+                    reach = reach.add(Expr::col(Alias::new("id")).is_in(kept));
+                }
+                reach
+            });
             let mut found = std::collections::HashSet::with_capacity(ids.len());
             for chunk in ids.chunks(1000) {
                 let mut q = Query::select();
                 q.column(Alias::new("id"))
                     .from(Alias::new(target.as_str()))
                     .and_where(Expr::col(Alias::new("id")).is_in(chunk.iter().copied()));
+                if let Some(reach) = &reach {
+                    q.cond_where(reach.clone());
+                }
                 for row in txn.query_all(&q).await? {
                     found.insert(row.try_get_by_index::<i64>(0)?);
                 }

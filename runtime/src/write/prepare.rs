@@ -8,7 +8,7 @@ use rhai::{Dynamic, Scope};
 use serde_json::{Map, Value as Json};
 use trellis_engine::filter::{self, Bindings};
 use trellis_engine::model::{FieldType, Filter, RuleLevel};
-use trellis_engine::script::CompiledScript;
+use trellis_engine::script::{CompiledScript, FailureKind};
 
 use crate::catalog::{EntityModel, FieldModel};
 use crate::record::value::{coerce, datetime_text, decimal};
@@ -326,10 +326,7 @@ fn validate(entity: &EntityModel, record: &Prepared, cx: &Context, errors: &mut 
         }
         let mut scope = scope_for(entity, record, cx);
         let field = rule.field.clone().unwrap_or_default();
-        match cx
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &rule.script)
-        {
+        match trellis_engine::script::run(cx.engine, &mut scope, &rule.script) {
             Ok(v) if v.as_bool() == Ok(true) => {}
             Ok(_) => {
                 let message = rule.message.as_ref().map_or_else(
@@ -338,10 +335,20 @@ fn validate(entity: &EntityModel, record: &Prepared, cx: &Context, errors: &mut 
                 );
                 errors.push(FieldError::new(&field, "rule", message));
             }
-            Err(e) => errors.push(FieldError::new(
+            // The rule is broken or ran away: say which, and where it stopped.
+            Err(failure) => errors.push(FieldError::new(
                 &field,
-                "script",
-                format!("rule `{}`: {e}", rule.name),
+                if failure.kind == FailureKind::Limit {
+                    "script_limit"
+                } else {
+                    "script"
+                },
+                format!(
+                    "rule `{}` ({}): {}",
+                    rule.name,
+                    rule.origin.at(failure.line),
+                    failure.message
+                ),
             )),
         }
     }
