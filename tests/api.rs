@@ -77,6 +77,7 @@ fn run_checks(server: &Server) {
     check("five failures lock an account", || lockout(server, &admin));
     let people = check("accounts for every role", || People::create(server, admin));
     check("CRUD on leave_type", || crud_leave_type(&people));
+    check("upsert leave types by code", || upsert_by_key(&people));
     check("CRUD on leave_request", || crud_leave_request(&people));
     check("validation lists every bad field", || validation(&people));
     check("bad requests", || bad_requests(server, &people));
@@ -95,6 +96,9 @@ fn run_checks(server: &Server) {
         cookie_sessions(server)
     });
     check("operation and login logs", || logs(&people));
+    check("a leave request through its workflow", || {
+        leave_workflow(&people)
+    });
     check("a runaway rule fails its request, not the server", || {
         runaway_rules(server, &people)
     });
@@ -283,6 +287,89 @@ fn crud_leave_type(p: &People) {
     admin
         .patch(&path, &json!({"version": 3, "name": "Ghost"}))
         .problem(404, "updating a deleted record");
+}
+
+/// Bulk upsert by an external key: records found by `code` are updated, the
+/// others created; all or nothing by default, or row by row.
+fn upsert_by_key(p: &People) {
+    let admin = &p.admin;
+    let path = "/api/v1/leave/leave_type/upsert";
+    let n = p.next();
+    let (old, new) = (format!("UPS{n}OLD"), format!("UPS{n}NEW"));
+    let made = admin
+        .post(
+            "/api/v1/leave/leave_type",
+            &json!({"code": old, "name": "Before"}),
+        )
+        .expect(201, "a leave type to upsert onto")
+        .json();
+    let id = made["id"].as_i64().expect("an id");
+    let reply = admin
+        .post(
+            path,
+            &json!({"key": ["code"], "records": [
+                {"code": old, "name": "After"},
+                {"code": new, "name": "Fresh"},
+            ]}),
+        )
+        .expect(200, "upsert")
+        .json();
+    assert_eq!(
+        reply["results"][0],
+        json!({"row": 0, "status": "updated", "id": id}),
+        "{reply}"
+    );
+    assert_eq!(reply["results"][1]["status"], "created", "{reply}");
+    let record = admin
+        .get(&format!("/api/v1/leave/leave_type/{id}"))
+        .expect(200, "read")
+        .json();
+    assert_eq!(
+        (record["name"].clone(), record["version"].clone()),
+        (json!("After"), json!(2))
+    );
+
+    let bad = json!({"key": ["code"], "records": [
+        {"code": old, "name": "Again"},
+        {"code": "not a code", "name": "Bad"},
+    ]});
+    let problem = admin
+        .post(path, &bad)
+        .problem(422, "all or nothing: a bad row refuses the request");
+    assert_eq!(problem["errors"][0]["row"], 1, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "code", "{problem}");
+    let mut per_row = bad.clone();
+    per_row["mode"] = json!("per_row");
+    let reply = admin
+        .post(path, &per_row)
+        .expect(200, "per row: the good rows are written")
+        .json();
+    assert_eq!(reply["results"][0]["status"], "updated", "{reply}");
+    assert_eq!(reply["results"][1]["status"], "failed", "{reply}");
+    assert_eq!(
+        reply["results"][1]["errors"][0]["code"], "pattern",
+        "{reply}"
+    );
+    let record = admin
+        .get(&format!("/api/v1/leave/leave_type/{id}"))
+        .expect(200, "read")
+        .json();
+    assert_eq!(record["name"], "Again", "only the per-row request wrote");
+
+    p.a.post(
+        path,
+        &json!({"key": ["code"], "records": [{"code": old, "name": "Mine"}]}),
+    )
+    .problem(403, "an employee may neither create nor update leave types");
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"code": format!("MANY{i}"), "name": "Many"}))
+        .collect();
+    admin
+        .post(path, &json!({"key": ["code"], "records": many}))
+        .problem(413, "more records than one upsert takes");
+    admin
+        .post(path, &json!({"key": ["colour"], "records": []}))
+        .problem(422, "a key field the entity does not have");
 }
 
 fn crud_leave_request(p: &People) {
@@ -625,17 +712,36 @@ fn permission_matrix(p: &People) {
             );
 
             let version = p.version(&path);
-            outcome(
-                client.patch_if_match(&path, version, &p.change(entity)),
-                "update",
-                200,
-            );
-            let changed = if may("update") { 1 } else { 0 };
+            let change = p.change(entity);
+            // A change to a field the role may only read is refused as such.
+            let read_only = change.as_object().expect("a change").keys().any(|field| {
+                roles["roles"][role]["permissions"][entity]["fields"][field] == "read_only"
+            });
+            let reply = client.patch_if_match(&path, version, &change);
+            if may("update") && read_only {
+                let problem = reply.problem(
+                    422,
+                    &format!("{role} changes a read-only field of {entity}"),
+                );
+                assert_field_error(
+                    &problem,
+                    change
+                        .as_object()
+                        .expect("a change")
+                        .keys()
+                        .next()
+                        .expect("a field"),
+                    "read_only",
+                );
+            } else {
+                outcome(reply, "update", 200);
+            }
+            let changed = if may("update") && !read_only { 1 } else { 0 };
             assert_eq!(
                 p.version(&path),
                 version + changed,
                 "{role}'s update of {entity} #{target} is {}",
-                if may("update") {
+                if changed == 1 {
                     "written"
                 } else {
                     "not written"
@@ -1489,6 +1595,99 @@ fn assert_field_errors(problem: &Value, expected: &[(&str, &str)]) {
     got.sort();
     want.sort();
     assert_eq!(got, want, "every bad field at once: {problem}");
+}
+
+/// Submit and approve over HTTP: the allowed actions follow the state and
+/// the person, the approval counts the days into the employee's balance (a
+/// transition rule with the record API, as the approver), and the decisions
+/// are the workflow history.
+fn leave_workflow(p: &People) {
+    let year = 2040 + i64::from(p.next());
+    let balance =
+        p.hr.post(
+            "/api/v1/leave/leave_balance",
+            &json!({"employee": p.a.id, "leave_type": p.leave_type, "year": year, "quota": "10"}),
+        )
+        .expect(201, "HR opens A's balance")
+        .json();
+    let request =
+        p.a.post(
+            "/api/v1/leave/leave_request",
+            &json!({
+                "approver": p.manager.id,
+                "leave_type": p.leave_type,
+                "start_date": format!("{year}-05-04"),
+                "end_date": format!("{year}-05-05"),
+            }),
+        )
+        .expect(201, "A asks for two days")
+        .json();
+    let path = format!("/api/v1/leave/leave_request/{}", request["id"]);
+    let actions = |who: &Client| -> Vec<String> {
+        let record = who.get(&path).expect(200, "the request").json();
+        record["_actions"]
+            .as_array()
+            .expect("actions")
+            .iter()
+            .map(|a| a["action"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(actions(&p.a), vec!["submit"]);
+    p.manager
+        .post(&format!("{path}/actions/submit"), &json!({}))
+        .problem(403, "only the employee submits");
+    p.b.post(&format!("{path}/actions/submit"), &json!({}))
+        .problem(404, "B cannot see A's request");
+    p.a.post(&format!("{path}/actions/approve"), &json!({}))
+        .problem(409, "approving a draft");
+    let submitted =
+        p.a.post(&format!("{path}/actions/submit"), &json!({}))
+            .expect(200, "A submits")
+            .json();
+    assert_eq!(submitted["record"]["status"], "submitted");
+    assert_eq!(actions(&p.manager), vec!["approve", "send_to_hr", "reject"]);
+    p.a.post(&format!("{path}/actions/approve"), &json!({}))
+        .problem(403, "A approves their own request");
+    let approved = p
+        .manager
+        .post(
+            &format!("{path}/actions/approve"),
+            &json!({"comment": "enjoy"}),
+        )
+        .expect(200, "the manager approves")
+        .json();
+    assert_eq!(approved["record"]["status"], "approved");
+    assert_eq!(
+        approved["record"]["balance"], balance["id"],
+        "the rule links the balance"
+    );
+    let counted =
+        p.a.get(&format!("/api/v1/leave/leave_balance/{}", balance["id"]))
+            .expect(200, "A's balance")
+            .json();
+    assert_eq!(counted["used"], "2.0", "the approved days are counted");
+    let decisions =
+        p.a.get(&format!("{path}/workflow"))
+            .expect(200, "the workflow history")
+            .json();
+    let steps: Vec<(&str, &str)> = decisions["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|d| {
+            (
+                d["action"].as_str().unwrap_or_default(),
+                d["comment"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, vec![("submit", ""), ("approve", "enjoy")]);
+    p.manager
+        .patch(
+            &format!("/api/v1/leave/leave_balance/{}", balance["id"]),
+            &json!({"version": counted["version"], "used": "0"}),
+        )
+        .problem(422, "by hand, the manager changes no balance");
 }
 
 /// The probe app's `runaway` rule loops, recurses or grows a string for

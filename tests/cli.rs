@@ -1,5 +1,5 @@
 //! The `trellis` binary as a user runs it: exit codes, located diagnostics on
-//! stderr, JSON output, scaffolding, workflow drawings and the check benchmark.
+//! stderr, JSON output, scaffolding, workflow drawings and the benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -227,6 +227,36 @@ fn bench_store_measures_every_case_against_raw_sql() {
         (Some("store"), Some("sqlite"), Some(300))
     );
     assert_cases(&report, &["insert", "get_by_id", "list_page", "aggregate"]);
+}
+
+#[test]
+fn bench_rules_measures_guards_computed_fields_and_actions_against_a_patch() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["bench", "rules", "--iterations", "64", "--json"])
+        .current_dir(tmp.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (
+            report["suite"].as_str(),
+            report["backend"].as_str(),
+            report["requests"].as_u64(),
+            report["evaluations"].as_u64()
+        ),
+        (Some("rules"), Some("sqlite"), Some(64), Some(640))
+    );
+    assert_cases(&report, &["guard", "computed", "action"]);
+    // Every case is measured against the same PATCHes.
+    let cases = report["cases"].as_array().expect("cases");
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["raw_per_s"] == cases[0]["raw_per_s"])
+    );
 }
 
 /// Every case has positive figures and their ratio.

@@ -44,7 +44,8 @@ pub enum Code {
     UnknownRole,
     /// E0105: a reference to a workflow state that does not exist.
     UnknownState,
-    /// E0106: a reference to a view, dashboard, alert, job, action or test key that does not exist.
+    /// E0106: a reference to a view, dashboard, alert, job, action, test key, connector or
+    /// connector operation that does not exist.
     UnknownName,
     /// E0107: a referenced file does not exist.
     MissingFile,
@@ -80,6 +81,14 @@ pub enum Code {
     Measure,
     /// E0505: an invalid regular expression.
     Regex,
+    /// E0601: an invalid connector request: a base URL, path template, query
+    /// or body value, or response pointer that cannot work.
+    ConnectorRequest,
+    /// E0602: a secret written into the model where an environment variable's name belongs.
+    SecretInModel,
+    /// E0603: a connector operation used where it does not fit (another entity's
+    /// operation pushed, a lookup pushed, a lookup filling a field no one may write).
+    ConnectorMismatch,
     /// W0201: a transition leaves a final state.
     LeavesFinalState,
     /// W0301: a rule file no rule or job uses.
@@ -120,6 +129,9 @@ impl Code {
         Code::Duration,
         Code::Measure,
         Code::Regex,
+        Code::ConnectorRequest,
+        Code::SecretInModel,
+        Code::ConnectorMismatch,
         Code::LeavesFinalState,
         Code::UnusedFile,
     ];
@@ -158,6 +170,9 @@ impl Code {
             Code::Duration => "E0503",
             Code::Measure => "E0504",
             Code::Regex => "E0505",
+            Code::ConnectorRequest => "E0601",
+            Code::SecretInModel => "E0602",
+            Code::ConnectorMismatch => "E0603",
             Code::LeavesFinalState => "W0201",
             Code::UnusedFile => "W0301",
         }

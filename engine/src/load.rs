@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
 use crate::model::{
-    Alert, AppManifest, AppTest, Dashboard, DataFile, Entity, Job, RolesFile, Workflow,
+    Alert, AppManifest, AppTest, Connector, Dashboard, DataFile, Entity, Job, RolesFile, Workflow,
 };
 use crate::schema::FileKind;
 use crate::source::SourceFile;
@@ -49,6 +49,7 @@ pub struct LoadedApp {
     pub jobs: IndexMap<String, Item<Job>>,
     pub tests: IndexMap<String, Item<AppTest>>,
     pub data: IndexMap<String, Item<DataFile>>,
+    pub connectors: IndexMap<String, Item<Connector>>,
     /// Rhai files by their path relative to the app folder (`rules/pricing.rhai`).
     pub scripts: IndexMap<String, ScriptFile>,
     /// Names of items whose files failed to load, by kind.
@@ -80,13 +81,14 @@ impl LoadedApp {
                 FileKind::Job => self.jobs.contains_key(name),
                 FileKind::Test => self.tests.contains_key(name),
                 FileKind::Data => self.data.contains_key(name),
+                FileKind::Connector => self.connectors.contains_key(name),
                 FileKind::App | FileKind::Roles => false,
             }
     }
 }
 
 /// Folders of an app and the kind of YAML file each holds.
-const FOLDERS: [(&str, FileKind); 7] = [
+const FOLDERS: [(&str, FileKind); 8] = [
     ("entities", FileKind::Entity),
     ("workflows", FileKind::Workflow),
     ("dashboards", FileKind::Dashboard),
@@ -94,6 +96,7 @@ const FOLDERS: [(&str, FileKind); 7] = [
     ("jobs", FileKind::Job),
     ("tests", FileKind::Test),
     ("data", FileKind::Data),
+    ("connectors", FileKind::Connector),
 ];
 
 /// Loads an app folder. Problems go to `diags`; what loaded cleanly is returned.
@@ -141,7 +144,7 @@ pub fn load_app(dir: &Path, diags: &mut Diagnostics) -> LoadedApp {
                     );
                     diags.push(match hint {
                         Some(h) => d.with_help(format!("did you mean `{h}`?")),
-                        None => d.with_help("app folders are entities, workflows, dashboards, alerts, jobs, rules, tests and data"),
+                        None => d.with_help("app folders are entities, workflows, dashboards, alerts, jobs, rules, tests, data and connectors"),
                     });
                 }
             }
@@ -201,6 +204,10 @@ fn load_folder(folder: &Path, kind: FileKind, app: &mut LoadedApp, diags: &mut D
             ),
             FileKind::Data => insert(
                 &mut app.data,
+                load_item(&path, kind, &mut app.broken, diags),
+            ),
+            FileKind::Connector => insert(
+                &mut app.connectors,
                 load_item(&path, kind, &mut app.broken, diags),
             ),
             FileKind::App | FileKind::Roles => {}

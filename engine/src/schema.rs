@@ -28,10 +28,11 @@ pub enum FileKind {
     Job,
     Test,
     Data,
+    Connector,
 }
 
 impl FileKind {
-    pub const ALL: [FileKind; 9] = [
+    pub const ALL: [FileKind; 10] = [
         FileKind::App,
         FileKind::Entity,
         FileKind::Workflow,
@@ -41,6 +42,7 @@ impl FileKind {
         FileKind::Job,
         FileKind::Test,
         FileKind::Data,
+        FileKind::Connector,
     ];
 
     /// The schema's file name stem under `schemas/`.
@@ -55,6 +57,7 @@ impl FileKind {
             FileKind::Job => "job",
             FileKind::Test => "test",
             FileKind::Data => "data",
+            FileKind::Connector => "connector",
         }
     }
 
@@ -70,6 +73,7 @@ impl FileKind {
             FileKind::Job => schemars::schema_for!(model::Job),
             FileKind::Test => schemars::schema_for!(model::AppTest),
             FileKind::Data => schemars::schema_for!(model::DataFile),
+            FileKind::Connector => schemars::schema_for!(model::Connector),
         };
         let mut value = schema.to_value();
         if let Value::Object(map) = &mut value {

@@ -342,6 +342,12 @@ impl ScriptSandbox {
         &self.engine
     }
 
+    /// The engine, to register the runtime's functions (the record API) on
+    /// before it is shared.
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
     /// Runs a compiled script; see [`run`].
     pub fn run(
         &self,

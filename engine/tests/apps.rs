@@ -70,6 +70,23 @@ fn the_spec_coverage_app_checks_clean() {
         app.scripts.keys().any(|k| k.contains("pricing")),
         "the pricing formula is a Rhai file"
     );
+    // P17-P19: the ERP write-back is a push, the registry search a lookup.
+    let erp = &app.connectors["erp"].value;
+    assert!(erp.operations.values().all(|op| !op.is_lookup()));
+    assert!(app.connectors["registry"].value.operations["search"].is_lookup());
+    let departed = app.entities["consignment_note"]
+        .value
+        .actions
+        .iter()
+        .find(|a| a.action == "export_departed")
+        .expect("the departure action");
+    assert!(
+        departed
+            .effects
+            .iter()
+            .any(|e| matches!(e, trellis_engine::model::Effect::Push(p) if p.connector == "erp")),
+        "departure pushes to the ERP"
+    );
 }
 
 #[test]

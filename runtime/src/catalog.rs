@@ -47,6 +47,16 @@ pub struct Validation {
     pub level: RuleLevel,
 }
 
+/// A hook: a rule run on an event, with the record API.
+#[derive(Debug, Clone)]
+pub struct HookRule {
+    pub on: RuleEvent,
+    /// For `transition`: only these actions (all when empty).
+    pub actions: Vec<String>,
+    pub when: Option<trellis_engine::model::Filter>,
+    pub script: crate::hooks::Script,
+}
+
 /// A link field of another entity that points at this one.
 #[derive(Debug, Clone)]
 pub struct Backlink {
@@ -58,7 +68,7 @@ pub struct Backlink {
 }
 
 /// An entity, ready to store and read records.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EntityModel {
     pub app: String,
     pub name: String,
@@ -75,6 +85,8 @@ pub struct EntityModel {
     /// `=expression` defaults, by field.
     pub default_scripts: HashMap<String, CompiledScript>,
     pub validations: Vec<Validation>,
+    /// Rules that run on events (`create`, `update`, `delete`, `transition`).
+    pub hooks: Vec<HookRule>,
     pub state_field: Option<String>,
     pub initial_state: Option<String>,
     /// States whose records change only through workflow actions.
@@ -103,6 +115,8 @@ impl EntityModel {
 pub struct Catalog {
     entities: HashMap<(String, String), Arc<EntityModel>>,
     sandbox: Arc<ScriptSandbox>,
+    /// The connectors of every app, their expressions compiled over these entities.
+    connectors: Arc<crate::connect::Connectors>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -117,7 +131,9 @@ impl Catalog {
     /// Compiles a checked model. The checker has compiled every script already, so
     /// compiling here does not fail for a model that checked clean.
     pub fn new(model: &CheckedModel) -> Catalog {
-        let sandbox = Arc::new(ScriptSandbox::new());
+        let mut sandbox = ScriptSandbox::new();
+        crate::hooks::api::register(sandbox.engine_mut());
+        let sandbox = Arc::new(sandbox);
         let mut entities: HashMap<(String, String), EntityModel> = HashMap::new();
         for app in model.apps() {
             let app_name = app.name();
@@ -167,7 +183,18 @@ impl Catalog {
             .into_iter()
             .map(|(k, v)| (k, Arc::new(v)))
             .collect();
-        Catalog { entities, sandbox }
+        let mut catalog = Catalog {
+            entities,
+            sandbox,
+            connectors: Arc::default(),
+        };
+        catalog.connectors = Arc::new(crate::connect::Connectors::compile(model, &catalog));
+        catalog
+    }
+
+    /// The connectors of the deployed apps.
+    pub fn connectors(&self) -> &crate::connect::Connectors {
+        &self.connectors
     }
 
     pub fn entity(&self, app: &str, name: &str) -> Option<Arc<EntityModel>> {
@@ -190,6 +217,11 @@ impl Catalog {
 
     pub fn sandbox(&self) -> &ScriptSandbox {
         &self.sandbox
+    }
+
+    /// The sandbox, for scripts that run on a thread of their own (hooks).
+    pub fn shared_sandbox(&self) -> Arc<ScriptSandbox> {
+        self.sandbox.clone()
     }
 }
 
@@ -298,6 +330,7 @@ fn entity_model(
         computed: Vec::new(),
         default_scripts: HashMap::new(),
         validations: Vec::new(),
+        hooks: Vec::new(),
         state_field,
         initial_state,
         locked_states,
@@ -351,9 +384,6 @@ fn entity_model(
             .to_string()
     };
     for (i, rule) in entity.rules.iter().enumerate() {
-        if rule.on != RuleEvent::Validate {
-            continue;
-        }
         let (source, origin) = match (&rule.script, &rule.file) {
             (Some(s), _) => {
                 let pointer = format!("/rules/{i}/script");
@@ -370,6 +400,22 @@ fn entity_model(
             ),
             (None, None) => continue,
         };
+        if rule.on != RuleEvent::Validate {
+            let hook_vars = trellis_engine::check::HOOK_VARIABLES;
+            if let Ok(compiled) = sandbox.compile(&source, &hook_vars) {
+                model.hooks.push(HookRule {
+                    on: rule.on,
+                    actions: rule.actions.clone(),
+                    when: rule.when.clone(),
+                    script: crate::hooks::Script {
+                        name: format!("rule `{}`", rule.name),
+                        origin,
+                        compiled,
+                    },
+                });
+            }
+            continue;
+        }
         if let Ok(script) = sandbox.compile(&source, &vars) {
             model.validations.push(Validation {
                 name: rule.name.clone(),

@@ -11,8 +11,10 @@
 
 pub mod account;
 pub mod catalog;
+pub mod connect;
 pub mod demo;
 pub mod deploy;
+pub mod hooks;
 pub mod notify;
 pub mod oplog;
 pub mod permission;

@@ -378,10 +378,11 @@ async fn user_from(
     Ok(Some(User {
         id,
         username,
-        roles,
         actor: Actor {
             user_id: Some(id),
             attributes: values,
+            roles: roles.clone(),
         },
+        roles,
     }))
 }

@@ -36,6 +36,23 @@ fn app() -> CheckedModel {
              message: \"{{ record.title }} is open\"\n",
         ),
         (
+            "entities/tally.yaml",
+            "label: Tally\nfields:\n  n: {type: integer, label: Count}\n",
+        ),
+        (
+            "jobs/count.yaml",
+            "label: Count\nschedule: every 10m\nscript: |\n  \
+             let found = find(\"tally\", #{});\n  \
+             if found.len() == 0 { create(\"tally\", #{ n: 1 }); }\n  \
+             else { update(\"tally\", found[0].id, #{ n: found[0].n + 1 }); }\n",
+        ),
+        (
+            "jobs/broken.yaml",
+            "label: Broken\nschedule: every 1w\nscript: |\n  \
+             create(\"tally\", #{ n: 100 });\n  \
+             throw \"the books do not balance\";\n",
+        ),
+        (
             "alerts/still_open.yaml",
             "label: Still open\nentity: ticket\nschedule: every 10m\n\
              filter: {open: true}\nrecipients: [{field: owner}]\n\
@@ -71,7 +88,7 @@ impl World {
         .expect("alice");
         let catalog = Arc::new(Catalog::new(&m));
         let reader = Arc::new(RecordReader::new(store.clone(), catalog.clone()));
-        let scheduler = Scheduler::new(&m, &catalog, store.clone(), reader);
+        let scheduler = Scheduler::new(&m, catalog.clone(), store.clone(), reader);
         let admin = common::texts(
             &store,
             "SELECT CAST(id AS TEXT) FROM trellis_users WHERE username = 'admin'",
@@ -218,6 +235,7 @@ async fn ticks_run_what_is_due_once_and_repeat_after_the_interval() {
         assert_eq!(
             ran,
             vec![
+                ("ops.count".to_owned(), report(0, 0)),
                 ("ops.open_ticket".to_owned(), report(2, 2)),
                 ("ops.still_open".to_owned(), report(2, 2)),
             ]
@@ -266,7 +284,7 @@ async fn two_nodes_ticking_together_run_each_due_time_exactly_once() {
         let m = app();
         let catalog = Arc::new(Catalog::new(&m));
         let reader = Arc::new(RecordReader::new(store.clone(), catalog.clone()));
-        let other = Scheduler::new(&m, &catalog, store.clone(), reader);
+        let other = Scheduler::new(&m, catalog.clone(), store.clone(), reader);
         let start: DateTime<Utc> = "2026-12-07T08:00:30Z".parse().expect("a time");
         w.scheduler.register(start).await.expect("registers");
         other.register(start).await.expect("registers twice");
@@ -277,14 +295,23 @@ async fn two_nodes_ticking_together_run_each_due_time_exactly_once() {
             let (a, b) = tokio::join!(w.scheduler.tick(now), other.tick(now));
             ran += a.expect("node a ticks").len() + b.expect("node b ticks").len();
         }
-        assert_eq!(ran as i64, 2 * TICKS, "two alerts, one run per due time");
+        assert_eq!(
+            ran as i64,
+            3 * TICKS,
+            "two alerts and a job, one run per due time"
+        );
         let runs = count(&store, "SELECT COUNT(*) FROM trellis_job_runs").await;
         let distinct = count(
             &store,
             "SELECT COUNT(*) FROM (SELECT DISTINCT name, due_at FROM trellis_job_runs) AS d",
         )
         .await;
-        assert_eq!((runs, distinct), (2 * TICKS, 2 * TICKS));
+        assert_eq!((runs, distinct), (3 * TICKS, 3 * TICKS));
+        assert_eq!(
+            count(&store, "SELECT n FROM ops__tally").await,
+            TICKS,
+            "the job ran once a tick"
+        );
         assert_eq!(
             w.told(" is open").await,
             1,
@@ -292,6 +319,33 @@ async fn two_nodes_ticking_together_run_each_due_time_exactly_once() {
         );
         // Every two hours of ticks, `still_open` repeats: at 0, 60 and 120 minutes.
         assert_eq!(w.told(" is still open").await, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_writes_through_the_record_api_or_nothing_at_all() {
+    each_backend("jobs", async |store: Store| {
+        let w = World::new(store).await;
+        assert_eq!(w.run_now("ops.count").await, report(0, 0));
+        assert_eq!(w.run_now("ops.count").await, report(0, 0));
+        assert_eq!(count(&w.store, "SELECT n FROM ops__tally").await, 2);
+        // A job that fails leaves nothing behind, and its run says why and where.
+        let failed = w.run_now("ops.broken").await;
+        let error = failed.error.expect("failed");
+        assert!(
+            error.contains("job `ops.broken` (jobs/broken.yaml:5)")
+                && error.contains("the books do not balance"),
+            "{error}"
+        );
+        assert_eq!(count(&w.store, "SELECT COUNT(*) FROM ops__tally").await, 1);
+        let recorded = count(
+            &w.store,
+            "SELECT COUNT(*) FROM trellis_job_runs WHERE name = 'ops.broken' \
+             AND result = 'failed' AND error LIKE '%do not balance%'",
+        )
+        .await;
+        assert_eq!(recorded, 1);
     })
     .await;
 }

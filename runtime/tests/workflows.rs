@@ -13,6 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use trellis_engine::model::Operation;
 use trellis_runtime::account::{AccountChange, create_user};
 use trellis_runtime::permission::{Permissions, User};
+use trellis_runtime::schedule::Scheduler;
 use trellis_runtime::workflow::approvers::Me;
 use trellis_runtime::workflow::delegation;
 use trellis_runtime::workflow::history::Kind;
@@ -38,6 +39,28 @@ fields:
       supplier: {type: text}
       product: {type: text}
       qty: {type: integer}
+rules:
+  - name: book_budget
+    on: transition
+    actions: [order]
+    script: |
+      let found = find("budget", #{ name: "main" });
+      if found.len() > 0 {
+        let budget = found[0];
+        let spent = budget.spent + record.amount;
+        update("budget", budget.id, #{ spent: spent });
+        if spent > budget.limit { throw "the main budget would be overspent"; }
+        record.reason = "booked on " + budget.name;
+      }
+"#;
+const BUDGET: &str = r#"
+label: Budget
+title: name
+fields:
+  name: {type: text, required: true}
+  limit: {type: money}
+  spent: {type: money, default: 0}
+  cancelled: {type: integer, default: 0}
 "#;
 const ORDER: &str = r#"
 label: Purchase order
@@ -56,7 +79,9 @@ entity: request
 field: status
 states:
   draft: {initial: true}
-  submitted: {locked: true}
+  submitted:
+    locked: true
+    due: {after: 2d, remind_before: 1d, escalate_to: [{role: board}]}
   review: {locked: true}
   board: {locked: true}
   approved:
@@ -119,6 +144,11 @@ transitions:
     from: draft
     to: withdrawn
     users: [owner]
+    effects:
+      - run: |
+          for budget in find("budget", #{}) {
+            update("budget", budget.id, #{ cancelled: budget.cancelled + 1 });
+          }
 "#;
 const ROLES: &str = r#"
 roles:
@@ -127,11 +157,13 @@ roles:
     permissions:
       request: {allow: [create, read, update]}
       purchase_order: {allow: [read]}
+      budget: {allow: [read]}
   finance:
     label: Finance
     permissions:
       request: {allow: [read]}
       purchase_order: {allow: [read]}
+      budget: {allow: [read, update]}
   board:
     label: Board
     permissions:
@@ -143,25 +175,31 @@ struct World {
     workflows: Workflows,
     writer: RecordWriter,
     catalog: Arc<Catalog>,
-    permissions: Permissions,
+    permissions: Arc<Permissions>,
     users: std::collections::HashMap<&'static str, User>,
+}
+
+fn world_model() -> trellis_engine::CheckedModel {
+    model(&[
+        ("app.yaml", APP),
+        ("entities/request.yaml", REQUEST),
+        ("entities/purchase_order.yaml", ORDER),
+        ("entities/budget.yaml", BUDGET),
+        ("workflows/request.yaml", WORKFLOW),
+        ("roles.yaml", ROLES),
+    ])
 }
 
 impl World {
     async fn new(store: Store) -> World {
-        let m = model(&[
-            ("app.yaml", APP),
-            ("entities/request.yaml", REQUEST),
-            ("entities/purchase_order.yaml", ORDER),
-            ("workflows/request.yaml", WORKFLOW),
-            ("roles.yaml", ROLES),
-        ]);
+        let m = world_model();
         trellis_runtime::serve::prepare(&store, &m, Some("admin-password"))
             .await
             .expect("deploys");
         let catalog = Arc::new(Catalog::new(&m));
         let writer = RecordWriter::new(store.clone(), catalog.clone());
-        let workflows = Workflows::new(&m, catalog.clone(), writer.clone());
+        let permissions = Arc::new(Permissions::new(&m));
+        let workflows = Workflows::new(&m, catalog.clone(), writer.clone(), permissions.clone());
         let mut users = std::collections::HashMap::new();
         for (name, roles) in [
             ("olga", vec!["staff"]),
@@ -196,7 +234,7 @@ impl World {
             );
         }
         World {
-            permissions: Permissions::new(&m),
+            permissions,
             store,
             workflows,
             writer,
@@ -817,6 +855,165 @@ async fn of_sixteen_parallel_transitions_exactly_one_wins() {
         let rows = w.history(id).await;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(w.state(id).await, "submitted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hooks_read_and_write_records_inside_the_action_and_its_permissions() {
+    each_backend("wf_hooks", async |store| {
+        let w = World::new(store.clone()).await;
+        let budgets = w.catalog.entity("buy", "budget").expect("budget");
+        let main = w
+            .writer
+            .create(
+                &budgets,
+                json!({"name": "main", "limit": "2000.00"})
+                    .as_object()
+                    .cloned()
+                    .expect("map"),
+                &Actor::system(),
+                &Access::everything(),
+            )
+            .await
+            .expect("a budget")
+            .id;
+        let reader = trellis_runtime::RecordReader::new(store.clone(), w.catalog.clone());
+        let budget = async || {
+            reader
+                .get(&budgets, main, &Access::everything())
+                .await
+                .expect("the budget")
+                .values
+        };
+        let approved = async || {
+            let id = w.in_review().await;
+            for who in ["fin1", "fin2"] {
+                w.act(who, id, "finance_ok", json!({}), None)
+                    .await
+                    .expect("finance");
+            }
+            w.act("b1", id, "board_ok", json!({}), None)
+                .await
+                .expect("b1");
+            w.act("b3", id, "board_ok", json!({"po_number": "PO-1"}), None)
+                .await
+                .expect("b3");
+            id
+        };
+
+        // The transition rule books the order on the budget it finds, and
+        // changes the record being moved.
+        let first = approved().await;
+        let done = w
+            .act("fin1", first, "order", json!({}), None)
+            .await
+            .expect("orders");
+        assert_eq!(budget().await["spent"], "1200.00");
+        assert_eq!(done.record.values["reason"], "booked on main");
+
+        // A hook that throws refuses the action: its own write is undone and
+        // the record stays where it was.
+        let second = approved().await;
+        let refused = w
+            .act("fin1", second, "order", json!({}), None)
+            .await
+            .expect_err("overspent");
+        let line = REQUEST
+            .lines()
+            .position(|l| l.contains("would be overspent"))
+            .expect("the throw")
+            + 1;
+        let (_, code, message) = field_errors(refused).remove(0);
+        assert_eq!(code, "hook");
+        assert!(
+            message.contains(&format!(
+                "rule `book_budget` (entities/request.yaml:{line})"
+            )) && message.contains("the main budget would be overspent"),
+            "{message}"
+        );
+        assert_eq!(budget().await["spent"], "1200.00");
+        assert_eq!(w.state(second).await, "approved");
+
+        // A `run` effect writes with the acting user's permissions: staff may
+        // only read budgets, so their cancel is refused and changes nothing.
+        let draft = w.draft("10.00").await;
+        let refused = w
+            .act("olga", draft, "cancel", json!({}), None)
+            .await
+            .expect_err("no update permission");
+        let (_, _, message) = field_errors(refused).remove(0);
+        assert!(message.contains("may not update `budget`"), "{message}");
+        assert_eq!(w.state(draft).await, "draft");
+        assert_eq!(budget().await["cancelled"], 0);
+        // Finance may update budgets: their own request's cancel counts.
+        let requests = w.catalog.entity("buy", "request").expect("request");
+        let fin1 = w.user("fin1");
+        let theirs = w
+            .writer
+            .create(
+                &requests,
+                json!({"title": "Chairs", "amount": "5.00"})
+                    .as_object()
+                    .cloned()
+                    .expect("map"),
+                &fin1.actor,
+                &Access::everything(),
+            )
+            .await
+            .expect("a request")
+            .id;
+        w.act("fin1", theirs, "cancel", json!({}), None)
+            .await
+            .expect("cancels");
+        assert_eq!(budget().await["cancelled"], 1);
+        assert_eq!(w.state(theirs).await, "withdrawn");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_due_time_reminds_the_approvers_then_escalates_once() {
+    each_backend("wf_due", async |store| {
+        let w = World::new(store.clone()).await;
+        let id = w.draft("10.00").await;
+        let submitted_at = chrono::Utc::now();
+        w.act("olga", id, "submit", json!({}), None).await.expect("submits");
+        let m = world_model();
+        let reader = Arc::new(trellis_runtime::RecordReader::new(store.clone(), w.catalog.clone()));
+        let scheduler = Scheduler::new(&m, w.catalog.clone(), store.clone(), reader);
+        scheduler.register(submitted_at).await.expect("registers");
+        let told = async |who: &str, what: &str| {
+            count(
+                &store,
+                &format!(
+                    "SELECT COUNT(*) FROM trellis_notifications WHERE user_id = {} AND message LIKE '{what}%'",
+                    w.user(who).id
+                ),
+            )
+            .await
+        };
+        let pass = async |hours: i64| {
+            let ran = scheduler
+                .tick(submitted_at + chrono::Duration::hours(hours))
+                .await
+                .expect("ticks");
+            ran.into_iter()
+                .find(|(name, _)| name == trellis_runtime::schedule::DUE_TIMES)
+                .map(|(_, report)| report.notified)
+        };
+        assert_eq!(pass(12).await, Some(0), "nothing due half a day in");
+        assert_eq!(pass(25).await, Some(1), "a day before the due time: a reminder");
+        assert_eq!(told("adam", "Reminder:").await, 1, "the approver is reminded");
+        assert_eq!(told("fin1", "Reminder:").await, 1, "so are the roles that may reject");
+        assert_eq!(told("b1", "Overdue:").await, 0);
+        assert_eq!(pass(49).await, Some(1), "past the due time: escalated");
+        assert_eq!(told("b1", "Overdue:").await, 1, "escalate_to is told");
+        assert_eq!(pass(60).await, Some(0), "once per entry into the state");
+        assert_eq!(told("adam", "Reminder:").await, 1);
+        // Leaving the state ends its due time.
+        w.act("adam", id, "approve", json!({}), None).await.expect("approves");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_workflow_due").await, 0);
     })
     .await;
 }

@@ -4,7 +4,6 @@
 //! admin, and as a clerk whose role carries a row filter) and create. Also the
 //! cold start of `trellis serve` to a healthy `/healthz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,8 @@ use serde_json::{Map, Value as Json, json};
 use trellis_runtime::serve::{AppState, router};
 use trellis_runtime::{Access, Actor, Dialect, Store};
 
-use super::{Backend, Case};
+use super::http::{PASSWORD, Request, agent, listen, load, token};
+use super::{Backend, Case, Report};
 
 const APP: &str = "name: bench\nlabel: Bench\n";
 const TICKET: &str = r#"
@@ -42,33 +42,13 @@ roles:
         rows: {owner: $user.id}
 "#;
 const COLUMNS: &str = "id, version, created_at, created_by, updated_at, updated_by, subject, status, priority, owner, amount, opened_on";
-const CONNECTIONS: usize = 32;
 const OWNERS: u64 = 100;
-const PASSWORD: &str = "bench-password";
-
-/// What the suite measured: the cases and the figures without a baseline.
-pub struct Report {
-    pub cases: Vec<Case>,
-    pub figures: Map<String, Json>,
-}
 
 pub fn run(backend: Backend, rows: u64, database_url: Option<String>) -> Result<Report, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (store, cleanup) =
-        runtime.block_on(super::store::open(backend, scratch.path(), database_url))?;
-    let result = measure(&runtime, &store, rows);
-    runtime.block_on(async {
-        store.close().await.map_err(|e| e.to_string())?;
-        if let Some((admin, name)) = cleanup {
-            admin
-                .drop_database(&name)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(())
+    let mut report = super::store::with_scratch(&runtime, backend, database_url, |store| {
+        measure(&runtime, store, rows)
     })?;
-    let mut report = result?;
     report
         .figures
         .insert("cold_start_ms".into(), json!(cold_start_ms()?));
@@ -76,14 +56,11 @@ pub fn run(backend: Backend, rows: u64, database_url: Option<String>) -> Result<
 }
 
 fn measure(runtime: &tokio::runtime::Runtime, store: &Store, rows: u64) -> Result<Report, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let app = dir.path().join("bench");
-    std::fs::create_dir_all(app.join("entities")).map_err(|e| e.to_string())?;
-    std::fs::write(app.join("app.yaml"), APP).map_err(|e| e.to_string())?;
-    std::fs::write(app.join("roles.yaml"), ROLES).map_err(|e| e.to_string())?;
-    std::fs::write(app.join("entities/ticket.yaml"), TICKET).map_err(|e| e.to_string())?;
-    let report = trellis_engine::check(&[app]);
-    let model = report.model.ok_or_else(|| report.diagnostics.render())?;
+    let model = super::check_app(&[
+        ("app.yaml", APP),
+        ("roles.yaml", ROLES),
+        ("entities/ticket.yaml", TICKET),
+    ])?;
 
     let (trellis, bare, clerk_id) = runtime.block_on(async {
         trellis_runtime::serve::prepare(store, &model, Some(PASSWORD)).await?;
@@ -108,13 +85,17 @@ fn measure(runtime: &tokio::runtime::Runtime, store: &Store, rows: u64) -> Resul
     let admin = token(trellis, "admin")?;
     let clerk = token(trellis, "clerk")?;
     let ids = |i: usize| (i as u64 * 7919 % rows + 1) as i64;
-    let get_path = |i: usize| format!("/api/v1/bench/ticket/{}", ids(i));
-    let list_path = |_: usize| {
-        "/api/v1/bench/ticket?filter=%7B%22status%22%3A%22open%22%7D&limit=50".to_owned()
+    let get = |i: usize| Request::Get(format!("/api/v1/bench/ticket/{}", ids(i)));
+    let list = |_: usize| {
+        Request::Get("/api/v1/bench/ticket?filter=%7B%22status%22%3A%22open%22%7D&limit=50".into())
     };
-    let bare_get = |i: usize| format!("/tickets/{}", ids(i));
-    let bare_list = |_: usize| "/tickets?status=open".to_owned();
-    let bare_clerk_list = move |_: usize| format!("/tickets?status=open&owner={clerk_id}");
+    let bare_get = |i: usize| Request::Get(format!("/tickets/{}", ids(i)));
+    let bare_list = |_: usize| Request::Get("/tickets?status=open".into());
+    let bare_clerk_list =
+        move |_: usize| Request::Get(format!("/tickets?status=open&owner={clerk_id}"));
+    let create = |path: &'static str| {
+        move |i: usize| Request::Post(path.into(), Json::Object(ticket_values(i as u64)))
+    };
 
     let reads = 6_400;
     let lists = 1_600;
@@ -122,30 +103,28 @@ fn measure(runtime: &tokio::runtime::Runtime, store: &Store, rows: u64) -> Resul
     let get_case = Case::new(
         "get_by_id",
         reads as u64,
-        load(trellis, &admin, reads, Method::Get, &get_path)?,
-        load(bare, "", reads, Method::Get, &bare_get)?,
+        load(trellis, &admin, reads, &get)?,
+        load(bare, "", reads, &bare_get)?,
     );
-    let admin_list = load(trellis, &admin, lists, Method::Get, &list_path)?;
+    let admin_list = load(trellis, &admin, lists, &list)?;
     let list_case = Case::new(
         "list_page",
         lists as u64,
         admin_list,
-        load(bare, "", lists, Method::Get, &bare_list)?,
+        load(bare, "", lists, &bare_list)?,
     );
-    let clerk_list = load(trellis, &clerk, lists, Method::Get, &list_path)?;
+    let clerk_list = load(trellis, &clerk, lists, &list)?;
     let rows_case = Case::new(
         "list_page_rows",
         lists as u64,
         clerk_list,
-        load(bare, "", lists, Method::Get, &bare_clerk_list)?,
+        load(bare, "", lists, &bare_clerk_list)?,
     );
     let create_case = Case::new(
         "create",
         creates as u64,
-        load(trellis, &admin, creates, Method::Post, &|_| {
-            "/api/v1/bench/ticket".to_owned()
-        })?,
-        load(bare, "", creates, Method::Post, &|_| "/tickets".to_owned())?,
+        load(trellis, &admin, creates, &create("/api/v1/bench/ticket"))?,
+        load(bare, "", creates, &create("/tickets"))?,
     );
     let mut figures = Map::new();
     figures.insert(
@@ -196,118 +175,6 @@ fn ticket_values(n: u64) -> Map<String, Json> {
         "opened_on": format!("2026-{:02}-{:02}", n % 12 + 1, n % 28 + 1),
     });
     values.as_object().cloned().unwrap_or_default()
-}
-
-async fn listen(app: axum::Router) -> Result<SocketAddr, String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn token(addr: SocketAddr, username: &str) -> Result<String, String> {
-    let body = json!({"username": username, "password": PASSWORD}).to_string();
-    let text = agent()
-        .post(format!("http://{addr}/api/v1/auth/token"))
-        .header("Content-Type", "application/json")
-        .send(&body)
-        .map_err(|e| e.to_string())?
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    let parsed: Json = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-    parsed["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("no token for {username}: {text}"))
-}
-
-#[derive(Clone, Copy)]
-enum Method {
-    Get,
-    Post,
-}
-
-/// Sends `total` requests over [`CONNECTIONS`] connections and returns the wall time.
-/// Every answer must be a success: a benchmark of errors measures nothing.
-fn load(
-    addr: SocketAddr,
-    token: &str,
-    total: usize,
-    method: Method,
-    path: &(dyn Fn(usize) -> String + Sync),
-) -> Result<Duration, String> {
-    let started = Instant::now();
-    let failures = std::sync::atomic::AtomicUsize::new(0);
-    let first_failure = std::sync::Mutex::new(None::<String>);
-    std::thread::scope(|scope| {
-        for worker in 0..CONNECTIONS {
-            let (failures, first_failure) = (&failures, &first_failure);
-            scope.spawn(move || {
-                let agent = agent();
-                let auth = format!("Bearer {token}");
-                for i in (worker..total).step_by(CONNECTIONS) {
-                    let url = format!("http://{addr}{}", path(i));
-                    let response = match method {
-                        Method::Get => agent.get(&url).header("Authorization", &auth).call(),
-                        Method::Post => {
-                            let body = Json::Object(ticket_values(i as u64)).to_string();
-                            agent
-                                .post(&url)
-                                .header("Authorization", &auth)
-                                .header("Content-Type", "application/json")
-                                .send(&body)
-                        }
-                    };
-                    let ok = match response {
-                        Ok(mut r) => {
-                            let status = r.status();
-                            let body = r.body_mut().read_to_string().unwrap_or_default();
-                            if status.is_success() {
-                                true
-                            } else {
-                                let mut first =
-                                    first_failure.lock().unwrap_or_else(|p| p.into_inner());
-                                first.get_or_insert(format!("{status} {url}: {body}"));
-                                false
-                            }
-                        }
-                        Err(e) => {
-                            let mut first = first_failure.lock().unwrap_or_else(|p| p.into_inner());
-                            first.get_or_insert(format!("{url}: {e}"));
-                            false
-                        }
-                    };
-                    if !ok {
-                        failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            });
-        }
-    });
-    let elapsed = started.elapsed();
-    match failures.into_inner() {
-        0 => Ok(elapsed),
-        n => Err(format!(
-            "{n} requests failed; the first: {}",
-            first_failure
-                .into_inner()
-                .unwrap_or_default()
-                .unwrap_or_default()
-        )),
-    }
 }
 
 /// The baseline: the same statements as Trellis runs, in bare axum handlers,

@@ -3,6 +3,8 @@
 
 mod api;
 mod check;
+mod http;
+mod rules;
 mod store;
 
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ pub enum Suite {
     Store,
     /// Get, list and create over HTTP with 32 connections; cold start.
     Api,
+    /// A workflow guard and a computed field per evaluation, and a workflow
+    /// action over HTTP, against a PATCH of the same record.
+    Rules,
 }
 
 /// Where the store suite runs.
@@ -37,10 +42,12 @@ pub struct Options {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// `check`: how many times each app is checked.
-    #[arg(long, default_value_t = 200)]
-    pub iterations: u32,
-    /// `store`, `api`: the database to measure.
+    /// `check`: how many times each app is checked (default 200). `rules`: the
+    /// requests of each HTTP case (default 3,200); the evaluation cases run ten
+    /// times as many evaluations.
+    #[arg(long)]
+    pub iterations: Option<u32>,
+    /// `store`, `api`, `rules`: the database to measure.
     #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
     pub backend: Backend,
     /// `store`, `api`: how many records to seed (default 1,000,000 and 100,000).
@@ -49,7 +56,7 @@ pub struct Options {
     /// `store`: records per insert transaction (an import's batch size).
     #[arg(long, default_value_t = 10_000)]
     pub batch: u64,
-    /// `store`, `api` on PostgreSQL: a server URL whose user may create databases.
+    /// `store`, `api`, `rules` on PostgreSQL: a server URL whose user may create databases.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }
@@ -63,7 +70,12 @@ pub struct Case {
 
 impl Case {
     pub fn new(name: &str, ops: u64, trellis: Duration, raw: Duration) -> Case {
-        let per_s = |d: Duration| ops as f64 / d.as_secs_f64().max(f64::MIN_POSITIVE);
+        Case::uneven(name, (ops, trellis), (ops, raw))
+    }
+
+    /// A case whose two sides ran different numbers of operations.
+    pub fn uneven(name: &str, trellis: (u64, Duration), raw: (u64, Duration)) -> Case {
+        let per_s = |(ops, d): (u64, Duration)| ops as f64 / d.as_secs_f64().max(f64::MIN_POSITIVE);
         Case {
             name: name.to_owned(),
             trellis_per_s: per_s(trellis),
@@ -77,6 +89,27 @@ impl Case {
     }
 }
 
+/// What a suite measured: the cases and the figures without a baseline.
+pub struct Report {
+    pub cases: Vec<Case>,
+    pub figures: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Checks an app written inline: each file's path inside the app folder and its YAML.
+fn check_app(files: &[(&str, &str)]) -> Result<trellis_engine::CheckedModel, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let app = dir.path().join("bench");
+    for (path, text) in files {
+        let path = app.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    }
+    let report = trellis_engine::check(&[app]);
+    report.model.ok_or_else(|| report.diagnostics.render())
+}
+
 fn backend_name(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "sqlite",
@@ -87,12 +120,17 @@ fn backend_name(backend: Backend) -> &'static str {
 pub fn run(options: Options) -> Result<ExitCode, String> {
     // Figures without a baseline (cold start, one case relative to another).
     let mut figures = serde_json::Map::new();
+    // What the columns mean, when not the plain Trellis against raw.
+    let mut legend: &[&str] = &[];
     let (suite, header, cases) = match options.suite {
-        Suite::Check => (
-            "check",
-            json!({"iterations": options.iterations}),
-            check::run(options.iterations.max(1))?,
-        ),
+        Suite::Check => {
+            let iterations = options.iterations.unwrap_or(200).max(1);
+            (
+                "check",
+                json!({"iterations": iterations}),
+                check::run(iterations)?,
+            )
+        }
         Suite::Store => {
             let backend = backend_name(options.backend);
             let rows = options.rows.unwrap_or(1_000_000).max(100);
@@ -116,6 +154,24 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
             (
                 "api",
                 json!({"backend": backend_name(options.backend), "rows": rows, "connections": 32}),
+                report.cases,
+            )
+        }
+        Suite::Rules => {
+            let requests = options.iterations.unwrap_or(3_200).max(1) as usize;
+            let report = rules::run(options.backend, requests, options.database_url.clone())?;
+            figures = report.figures;
+            legend = &rules::LEGEND;
+            (
+                "rules",
+                json!({
+                    "backend": backend_name(options.backend),
+                    "records": rules::RECORDS,
+                    "lines": rules::LINES,
+                    "connections": http::CONNECTIONS,
+                    "requests": requests,
+                    "evaluations": rules::evaluations(requests),
+                }),
                 report.cases,
             )
         }
@@ -147,6 +203,9 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
                 c.raw_per_s,
                 c.ratio()
             );
+        }
+        for line in legend {
+            println!("{line}");
         }
         for (name, value) in &figures {
             println!(

@@ -156,6 +156,30 @@ pub(super) async fn open(
     }
 }
 
+/// Runs `measure` against a fresh store (see [`open`]) on `runtime`, then closes
+/// the store and drops its PostgreSQL database, whether or not `measure` succeeded.
+pub(super) fn with_scratch<T>(
+    runtime: &tokio::runtime::Runtime,
+    backend: Backend,
+    url: Option<String>,
+    measure: impl FnOnce(&Store) -> Result<T, String>,
+) -> Result<T, String> {
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (store, cleanup) = runtime.block_on(open(backend, scratch.path(), url))?;
+    let result = measure(&store);
+    runtime.block_on(async {
+        store.close().await.map_err(|e| e.to_string())?;
+        if let Some((admin, name)) = cleanup {
+            admin
+                .drop_database(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    })?;
+    result
+}
+
 async fn measure(store: &Store, rows: u64, batch: u64) -> Result<Vec<Case>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let app = dir.path().join("bench");

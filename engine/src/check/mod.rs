@@ -6,6 +6,7 @@
 mod access;
 mod app;
 mod automation;
+mod connector;
 mod dashboard;
 mod entity;
 mod info;
@@ -14,6 +15,7 @@ mod workflow;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub use connector::{MAX_TIMEOUT_SECONDS, Placeholder, path_placeholders, url_variable};
 pub use entity::numbering_pattern as entity_numbering_pattern;
 pub use info::{EntityInfo, FieldInfo, SYSTEM_FIELDS, Workspace, split_ref};
 
@@ -116,6 +118,9 @@ pub fn check(dirs: &[PathBuf]) -> CheckReport {
         for item in app.data.values() {
             app::check_data(&mut ctx, item);
         }
+        for item in app.connectors.values() {
+            connector::check_connector(&mut ctx, item);
+        }
         ctx.report_unused_scripts();
     }
     diags.sort();
@@ -144,10 +149,10 @@ pub fn duration_seconds(text: &str) -> Option<i64> {
 /// Names a script can use besides the fields of its record.
 const EXPRESSION_VARIABLES: [&str; 4] = ["record", "user", "today", "now"];
 /// Names a hook (statements run on an event) can use.
-pub(crate) const HOOK_VARIABLES: [&str; 7] =
+pub const HOOK_VARIABLES: [&str; 7] =
     ["record", "old", "user", "today", "now", "action", "comment"];
 /// Names a job can use.
-pub(crate) const JOB_VARIABLES: [&str; 3] = ["user", "today", "now"];
+pub const JOB_VARIABLES: [&str; 3] = ["user", "today", "now"];
 
 /// The state of checking one app: where to report, what is known.
 pub(crate) struct Ctx<'a> {

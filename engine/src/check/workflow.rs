@@ -516,6 +516,9 @@ fn effects(ctx: &mut Ctx, file: &SourceFile, at: &str, effects: &[Effect], entit
             Effect::Run(script) => {
                 ctx.inline_script(file, &format!("{eat}/run"), script, 0, &HOOK_VARIABLES)
             }
+            Effect::Push(push) => {
+                super::connector::check_push(ctx, file, &format!("{eat}/push"), push, entity)
+            }
             Effect::CreateAccount(account) => {
                 let aat = format!("{eat}/create_account");
                 ctx.roles(file, &format!("{aat}/roles"), &account.roles);

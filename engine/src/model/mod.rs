@@ -9,6 +9,7 @@ mod access;
 mod app;
 mod apptest;
 mod automation;
+mod connector;
 mod dashboard;
 mod entity;
 mod label;
@@ -18,6 +19,10 @@ pub use access::{FieldAccess, Operation, Permission, Role, RolesFile};
 pub use app::{AppManifest, MenuItem};
 pub use apptest::{AppTest, DataFile, Expect, ExpectError, GivenRecord, Step, TestUser};
 pub use automation::{Alert, Channel, Job, Recipient};
+pub use connector::{
+    BasicAuth, BearerAuth, Connector, ConnectorAuth, ConnectorOperation, HeaderAuth, HttpMethod,
+    Push,
+};
 pub use dashboard::{Dashboard, DashboardFilter, Widget, WidgetKind};
 pub use entity::{
     Entity, Field, FieldType, Form, Index, Numbering, OnDelete, OptionSpec, Rule, RuleEvent,

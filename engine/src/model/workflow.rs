@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Channel, Color, Filter, Label, Recipient, ValueExpr};
+use super::{Channel, Color, Filter, Label, Push, Recipient, ValueExpr};
 
 /// A state machine over the records of one entity.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
@@ -177,6 +177,10 @@ pub enum Effect {
     CreateAccount(CreateAccount),
     /// Run a Rhai hook with `record` and the record API.
     Run(String),
+    /// Send the record to another system through a connector operation
+    /// (`{connector: erp, operation: write_back}`): written to the outbox with
+    /// the action, delivered after it commits, retried until it arrives.
+    Push(Push),
 }
 
 /// Creates records from the current one.

@@ -179,6 +179,24 @@ const TABLES: &[TableSpec] = &[
         &[(&["name"], true)],
     ),
     (
+        crate::workflow::due::DUE,
+        &[
+            ("id", Id, false),
+            ("app", Text, false),
+            ("entity", Text, false),
+            ("record_id", Integer, false),
+            ("state", Text, false),
+            ("due_at", DateTime, false),
+            ("remind_at", DateTime, true),
+            ("reminded_at", DateTime, true),
+            ("escalated_at", DateTime, true),
+        ],
+        &[
+            (&["app", "entity", "record_id"], false),
+            (&["due_at"], false),
+        ],
+    ),
+    (
         crate::schedule::RUNS,
         &[
             ("id", Id, false),

@@ -76,6 +76,9 @@ pub struct Channels {
     pub batch: u64,
     /// How often the dispatcher looks for due messages.
     pub poll: Duration,
+    /// Base URLs and credentials of connectors (`TRELLIS_CONNECTOR_<NAME>_URL`,
+    /// the variables their `auth` names), read when a push is delivered.
+    pub environment: crate::connect::Environment,
 }
 
 impl Default for Channels {
@@ -87,6 +90,7 @@ impl Default for Channels {
             lease: Duration::from_secs(300),
             batch: 20,
             poll: Duration::from_secs(2),
+            environment: crate::connect::Environment::process(),
         }
     }
 }

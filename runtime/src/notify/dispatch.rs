@@ -44,7 +44,7 @@ async fn round(
     }
     let mut names: Vec<String> = claimed
         .iter()
-        .filter(|m| m.channel != Some(Channel::Email))
+        .filter(|m| m.channel.is_some_and(|c| c != Channel::Email))
         .map(|m| m.target.clone())
         .collect();
     names.sort();
@@ -104,6 +104,9 @@ async fn send(
     agent: ureq::Agent,
     settings: &Channels,
 ) -> Outcome {
+    if message.kind == crate::connect::PUSH_CHANNEL {
+        return super::http::deliver_push(message, settings).await;
+    }
     match message.channel {
         Some(Channel::Email) => {
             super::email::deliver(settings.smtp.as_ref(), settings.timeout, message).await

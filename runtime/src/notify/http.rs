@@ -1,6 +1,8 @@
-//! HTTP deliveries: signed webhooks, WeCom and DingTalk group robots, and SMS
-//! gateways. `ureq` (blocking, already in the workspace) runs on the blocking
-//! pool; redirects are not followed, so a message goes only where configured.
+//! HTTP deliveries: signed webhooks, WeCom and DingTalk group robots, SMS
+//! gateways, and connector pushes (the request rendered when the action ran,
+//! sent through [`crate::connect::send`]). `ureq` (blocking, already in the
+//! workspace) runs on the blocking pool; redirects are not followed, so a
+//! message goes only where configured.
 
 use std::time::{Duration, Instant};
 
@@ -169,6 +171,45 @@ pub async fn deliver(agent: ureq::Agent, config: &ChannelConfig, message: &Claim
     outcome.target = target;
     outcome.duration = started.elapsed();
     outcome
+}
+
+/// Delivers one connector push: 2xx is success; every other answer, and no
+/// answer, is retried. A message whose request cannot be read fails at once.
+pub async fn deliver_push(message: &Claimed, settings: &super::Channels) -> Outcome {
+    let outgoing: crate::connect::Outgoing = match serde_json::from_value(message.payload.clone()) {
+        Ok(o) => o,
+        Err(e) => {
+            return Outcome::failed(
+                message.target.clone(),
+                format!("the message is not a connector request: {e}"),
+                true,
+            );
+        }
+    };
+    // The delivery's id lets the other system recognise a repeated delivery.
+    let headers = vec![
+        ("X-Trellis-Delivery".to_owned(), message.id.to_string()),
+        ("X-Trellis-Event".to_owned(), message.topic.clone()),
+    ];
+    match crate::connect::send(&outgoing, &settings.environment, settings.timeout, headers).await {
+        Err(failure) => {
+            let url = Some(failure.url()).filter(|u| !u.is_empty());
+            Outcome::failed(
+                url.unwrap_or_else(|| message.target.clone()),
+                failure.to_string(),
+                false,
+            )
+        }
+        Ok(reply) => Outcome {
+            success: reply.is_success(),
+            status_code: Some(i64::from(reply.status)),
+            error: (!reply.is_success()).then(|| format!("HTTP {}", reply.status)),
+            target: reply.url,
+            response: Some(reply.body).filter(|b| !b.is_empty()),
+            duration: reply.duration,
+            permanent: false,
+        },
+    }
 }
 
 fn post(agent: &ureq::Agent, request: &Request) -> Outcome {

@@ -12,7 +12,8 @@
 //! - [`inbox`] — the in-app notifications of a user;
 //! - [`outbox`] — writing, claiming, completing and re-pushing outbox messages;
 //! - [`channels`] — delivery settings ([`Channels`]) and the configured channels;
-//! - `http`, `email` — the senders; `dispatch` — the background delivery loop.
+//! - `http`, `email` — the senders (`http` also delivers connector pushes,
+//!   written by [`crate::connect`]); `dispatch` — the background delivery loop.
 //!
 //! **Languages:** in-app rows keep the English text in `subject`/`message` and
 //! the Chinese one, when the label has it, in `subject_zh`/`message_zh`; the API
@@ -36,6 +37,8 @@ use crate::store::{Dialect, StoreError};
 
 pub use channels::{ChannelConfig, Channels, Retry, Smtp};
 pub use dispatch::{Dispatcher, deliver_due, deliver_due_at};
+/// The HTTP client of deliveries, also used by connectors.
+pub(crate) use http::agent;
 
 /// In-app notifications, one row per recipient.
 pub const NOTIFICATIONS: &str = "trellis_notifications";

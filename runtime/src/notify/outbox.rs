@@ -41,6 +41,29 @@ pub(super) async fn enqueue(
     payload: &Json,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), StoreError> {
+    enqueue_kind(
+        txn,
+        dialect,
+        kind_name(channel),
+        topic,
+        target,
+        payload,
+        now,
+    )
+    .await
+}
+
+/// [`enqueue`] for a kind of message that is no notification channel
+/// (`connector`: the pushes of [`crate::connect`]).
+pub(crate) async fn enqueue_kind(
+    txn: &DatabaseTransaction,
+    dialect: Dialect,
+    kind: &str,
+    topic: &str,
+    target: &str,
+    payload: &Json,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
     let mut insert = Query::insert();
     insert
         .into_table(Alias::new(OUTBOX))
@@ -60,7 +83,7 @@ pub(super) async fn enqueue(
         )
         .values_panic([
             time(dialect, now).into(),
-            kind_name(channel).into(),
+            kind.into(),
             topic.into(),
             target.into(),
             payload.to_string().into(),
@@ -78,6 +101,8 @@ pub(super) async fn enqueue(
 pub(super) struct Claimed {
     pub id: i64,
     pub channel: Option<Channel>,
+    /// The stored kind: a channel's name, or `connector`.
+    pub kind: String,
     pub topic: String,
     pub target: String,
     pub payload: Json,
@@ -172,6 +197,7 @@ pub(super) async fn claim(
         claimed.push(Claimed {
             id: row.try_get("", "id")?,
             channel: channel.as_deref().and_then(kind_of),
+            kind: channel.unwrap_or_default(),
             topic: row.try_get("", "topic")?,
             target: row
                 .try_get::<Option<String>>("", "target")?

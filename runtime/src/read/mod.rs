@@ -269,8 +269,20 @@ impl RecordReader {
         id: i64,
         access: &Access,
     ) -> Result<Record, RecordError> {
+        self.get_on(self.store.connection(), entity, id, access)
+            .await
+    }
+
+    /// [`get`](Self::get) on a connection or a transaction the caller holds
+    /// (a hook reading what its own transaction wrote).
+    pub async fn get_on(
+        &self,
+        conn: &impl ConnectionTrait,
+        entity: &EntityModel,
+        id: i64,
+        access: &Access,
+    ) -> Result<Record, RecordError> {
         let dialect = self.store.dialect();
-        let conn = self.store.connection();
         let mut select = Query::select();
         select
             .columns(record_columns(entity))
@@ -371,8 +383,19 @@ impl RecordReader {
         query: &ListQuery,
         access: &Access,
     ) -> Result<Page, RecordError> {
+        self.list_on(self.store.connection(), entity, query, access)
+            .await
+    }
+
+    /// [`list`](Self::list) on a connection or a transaction the caller holds.
+    pub async fn list_on(
+        &self,
+        conn: &impl ConnectionTrait,
+        entity: &EntityModel,
+        query: &ListQuery,
+        access: &Access,
+    ) -> Result<Page, RecordError> {
         let dialect = self.store.dialect();
-        let conn = self.store.connection();
         let mut cond = self.condition(entity, access, query.filter.as_ref())?;
         if let Some(q) = query
             .search
@@ -385,7 +408,9 @@ impl RecordReader {
         let sort = sort_keys(entity, &query.sort, access)?;
         let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
 
-        let total = self.total(entity, cond.clone(), query.exact_total).await?;
+        let total = self
+            .total(conn, entity, cond.clone(), query.exact_total)
+            .await?;
         let mut select = Query::select();
         select
             .columns(record_columns(entity))
@@ -439,7 +464,7 @@ impl RecordReader {
             )),
             _ => None,
         };
-        self.add_titles(entity, &mut records, access).await?;
+        self.add_titles(conn, entity, &mut records, access).await?;
         for record in &mut records {
             access.redact(record);
         }
@@ -452,11 +477,11 @@ impl RecordReader {
 
     async fn total(
         &self,
+        conn: &impl ConnectionTrait,
         entity: &EntityModel,
         cond: Condition,
         exact: bool,
     ) -> Result<Total, RecordError> {
-        let conn = self.store.connection();
         let mut inner = Query::select();
         inner
             .expr_as(Expr::val(1), Alias::new("one"))
@@ -485,6 +510,7 @@ impl RecordReader {
     /// field for the whole page.
     async fn add_titles(
         &self,
+        conn: &impl ConnectionTrait,
         entity: &EntityModel,
         records: &mut [Record],
         access: &Access,
@@ -502,7 +528,7 @@ impl RecordReader {
                 .and_where(Expr::col(Alias::new("id")).is_in(ids))
                 .cond_where(link.rows);
             let mut titles = HashMap::new();
-            for row in self.store.connection().query_all(&q).await? {
+            for row in conn.query_all(&q).await? {
                 let id: i64 = row.try_get("", "id")?;
                 titles.insert(id, from_row(&row, &link.title, link.kind, dialect)?);
             }

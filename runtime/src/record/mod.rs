@@ -57,6 +57,8 @@ impl FieldError {
 pub struct Actor {
     pub user_id: Option<i64>,
     pub attributes: Map<String, Json>,
+    /// The user's roles, for the record API of the hooks their writes run.
+    pub roles: Vec<String>,
 }
 
 impl Actor {
@@ -71,6 +73,7 @@ impl Actor {
         Actor {
             user_id: Some(id),
             attributes,
+            roles: Vec::new(),
         }
     }
 }
@@ -117,6 +120,9 @@ pub enum RecordError {
         row: usize,
         source: Box<RecordError>,
     },
+    /// Every refused row of a bulk write that wrote nothing, by input row.
+    #[error("{} row(s) refused, nothing written: {}", .0.len(), rows_summary(.0))]
+    Rows(Vec<(usize, RecordError)>),
     #[error("unknown entity {0}")]
     UnknownEntity(String),
     #[error(transparent)]
@@ -127,6 +133,13 @@ impl From<sea_orm::DbErr> for RecordError {
     fn from(e: sea_orm::DbErr) -> Self {
         RecordError::Store(e.into())
     }
+}
+
+fn rows_summary(rows: &[(usize, RecordError)]) -> String {
+    rows.iter()
+        .map(|(row, e)| format!("row {row}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn summary(errors: &[FieldError]) -> String {
@@ -145,5 +158,29 @@ impl RecordError {
             RecordError::Row { source, .. } => source.field_errors(),
             _ => &[],
         }
+    }
+
+    /// The error as field errors, for reports of many rows: those of an
+    /// invalid record, or any other refusal as one error of the whole record
+    /// (empty field) with a stable code.
+    pub fn to_field_errors(&self) -> Vec<FieldError> {
+        let code = match self {
+            RecordError::Invalid(errors) => return errors.clone(),
+            RecordError::Row { source, .. } => return source.to_field_errors(),
+            RecordError::Rows(rows) => {
+                return rows.iter().flat_map(|(_, e)| e.to_field_errors()).collect();
+            }
+            RecordError::NotFound { .. } | RecordError::UnknownEntity(_) => "not_found",
+            RecordError::Conflict { .. } => "conflict",
+            RecordError::Linked { .. } => "linked",
+            RecordError::WrongState { .. } => "wrong_state",
+            RecordError::Refused(_) | RecordError::OutsideRows { .. } => "forbidden",
+            RecordError::BadQuery(_) => "bad_request",
+            // The database's own words stay in the server's log.
+            RecordError::Store(_) => {
+                return vec![FieldError::new("", "server_error", "the server failed")];
+            }
+        };
+        vec![FieldError::new("", code, self.to_string())]
     }
 }

@@ -38,6 +38,7 @@ fn problem(error: AccountError) -> Problem {
                 field,
                 code: "invalid".into(),
                 message,
+                row: None,
             });
             p
         }

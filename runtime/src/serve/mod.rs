@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod body;
+mod connect;
 mod inbox;
 mod observe;
 mod openapi;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub sessions: Arc<crate::session::SessionCache>,
     pub workflows: crate::workflow::Workflows,
     pub scheduler: crate::schedule::Scheduler,
+    /// Connector base URLs and credentials for lookups (the process environment).
+    pub environment: crate::connect::Environment,
 }
 
 /// How long a request may take before it is answered with 408.
@@ -59,22 +62,30 @@ impl AppState {
     /// writer, so it must be called inside the Tokio runtime.
     pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
         let catalog = Arc::new(Catalog::new(model));
-        let writer = RecordWriter::new(store.clone(), catalog.clone());
+        let permissions = Arc::new(Permissions::new(model));
+        let writer =
+            RecordWriter::new(store.clone(), catalog.clone()).with_permissions(permissions.clone());
         let reader = Arc::new(RecordReader::new(store.clone(), catalog.clone()));
         AppState {
             metrics: Arc::default(),
             sessions: Arc::default(),
+            environment: crate::connect::Environment::process(),
             operations: OperationLog::start(store.clone()),
             scheduler: crate::schedule::Scheduler::new(
                 model,
-                &catalog,
+                catalog.clone(),
                 store.clone(),
                 reader.clone(),
             ),
             reader,
             writer: Arc::new(writer.clone()),
-            workflows: crate::workflow::Workflows::new(model, catalog.clone(), writer),
-            permissions: Arc::new(Permissions::new(model)),
+            workflows: crate::workflow::Workflows::new(
+                model,
+                catalog.clone(),
+                writer,
+                permissions.clone(),
+            ),
+            permissions,
             catalog,
             store,
         }
@@ -126,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{app}/{entity}", get(records::list).post(records::create))
         .route("/{app}/{entity}/aggregate", get(records::aggregate))
         .route("/{app}/{entity}/export", get(records::export))
+        .route("/{app}/{entity}/upsert", post(records::upsert))
         .route(
             "/{app}/{entity}/{id}",
             get(records::get)
@@ -133,6 +145,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(records::delete),
         )
         .route("/{app}/{entity}/{id}/history", get(records::history))
+        .route(
+            "/{app}/{entity}/lookup/{connector}/{operation}",
+            post(connect::lookup),
+        )
         .route("/{app}/{entity}/{id}/actions/{action}", post(workflow::act))
         .route("/{app}/{entity}/{id}/workflow", get(workflow::history))
         .route(

@@ -16,6 +16,7 @@ use crate::read::{MAX_PAGE, TOTAL_CAP};
 use crate::session::{LOCKOUT_MINUTES, SESSION_HOURS};
 use crate::store::ColumnKind;
 use crate::store::layout::column_of;
+use crate::write::upsert::MAX_UPSERT_ROWS;
 
 /// `GET /api/openapi.json`: the document of the deployed model. It names every
 /// entity and field, so like the rest of the API it is for signed-in callers.
@@ -36,8 +37,13 @@ pub fn document(catalog: &Catalog) -> Json {
             input_schema(&entity, Input::Create),
         );
         schemas.insert(format!("{name}.patch"), input_schema(&entity, Input::Patch));
+        schemas.insert(
+            format!("{name}.upsert"),
+            input_schema(&entity, Input::Upsert),
+        );
         schemas.insert(format!("{name}.filter"), filter_schema(&entity));
         entity_paths(&entity, &name, &mut paths);
+        lookup_paths(catalog, &entity, &name, &mut paths);
     }
     json!({
         "openapi": "3.1.0",
@@ -83,7 +89,7 @@ fn schema_ref(name: &str) -> Json {
 // ---- Problems ----------------------------------------------------------------
 
 /// Every problem status the handlers answer: (status, component name, when).
-fn problem_statuses() -> [(u16, &'static str, String); 10] {
+fn problem_statuses() -> [(u16, &'static str, String); 11] {
     [
         (
             400,
@@ -117,7 +123,7 @@ fn problem_statuses() -> [(u16, &'static str, String); 10] {
             413,
             "PayloadTooLarge",
             format!(
-                "The body is larger than {} MiB.",
+                "The body is larger than {} MiB, or an upsert has more than {MAX_UPSERT_ROWS} records.",
                 BODY_LIMIT / (1024 * 1024)
             ),
         ),
@@ -144,6 +150,13 @@ fn problem_statuses() -> [(u16, &'static str, String); 10] {
             "ServerError",
             "The server failed; the details are in its log.".into(),
         ),
+        (
+            502,
+            "BadGateway",
+            "Another system a connector called failed: down, too slow, an error status, \
+             or an answer that is not JSON or does not fit."
+                .into(),
+        ),
     ]
 }
 
@@ -165,6 +178,7 @@ fn problem_schema() -> Json {
                         "field": {"type": "string", "description": "The field (`lines[2].qty` in line items; empty for the whole record)."},
                         "code": {"type": "string", "description": "A stable code: required, type, min, max, scale, precision, pattern, option, unique, unknown_field, read_only, link, rule…"},
                         "message": {"type": "string"},
+                        "row": {"type": "integer", "minimum": 0, "description": "For a bulk write refused as a whole (an upsert): the input row of this error."},
                     },
                 },
             },
@@ -617,8 +631,22 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
     )
     .problems(&[400, 403])
     .build();
+    let upsert = Operation::signed_in(
+        &id("upsert"),
+        &format!("Create or update {} records by a key", entity.name),
+    )
+    .tag(schema)
+    .json_body(upsert_body_schema(entity, schema))
+    .answers(
+        200,
+        json_response("One result per record, in order.", upsert_results_schema()),
+    )
+    // 422: a bad key, or (all_or_nothing) the failed rows, each error with its row.
+    .problems(&[400, 403, 413, 422])
+    .build();
     let record_id = json!([param_ref("RecordId")]);
     paths.insert(base.clone(), json!({"get": list, "post": create}));
+    paths.insert(format!("{base}/upsert"), json!({"post": upsert}));
     paths.insert(format!("{base}/aggregate"), json!({"get": aggregate}));
     paths.insert(format!("{base}/export"), json!({"get": export}));
     paths.insert(
@@ -631,6 +659,57 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
     );
     if !entity.actions.is_empty() {
         workflow_paths(entity, schema, &base, paths);
+    }
+}
+
+/// The connector lookups of an entity, each at its own path:
+/// `POST …/{entity}/lookup/{connector}/{operation}`.
+fn lookup_paths(
+    catalog: &Catalog,
+    entity: &EntityModel,
+    schema: &str,
+    paths: &mut Map<String, Json>,
+) {
+    for (connector, op) in catalog.connectors().lookups(&entity.app, &entity.name) {
+        let fields: Map<String, Json> = op
+            .def
+            .response
+            .keys()
+            .filter(|f| entity.fields.contains_key(*f))
+            .map(|f| {
+                let pointer = format!("#/components/schemas/{schema}/properties/{f}");
+                (f.clone(), json!({"$ref": pointer}))
+            })
+            .collect();
+        let lookup = Operation::signed_in(
+            &format!("{schema}.lookup.{}.{}", connector.name, op.name),
+            &format!("Fill {} fields from `{}.{}`", entity.name, connector.name, op.name),
+        )
+        .tag(schema)
+        .json_body(json!({
+            "type": "object",
+            "description": "The form's current field values; others are ignored.",
+        }))
+        .answers(
+            200,
+            json_response(
+                "The values found, for the fields the caller may write; nothing is saved.",
+                json!({
+                    "type": "object",
+                    "required": ["values"],
+                    "properties": {"values": {"type": "object", "properties": fields, "additionalProperties": false}},
+                }),
+            ),
+        )
+        .problems(&[400, 403, 404, 413, 422, 502])
+        .build();
+        paths.insert(
+            format!(
+                "/api/v1/{}/{}/lookup/{}/{}",
+                entity.app, entity.name, connector.name, op.name
+            ),
+            json!({"post": lookup}),
+        );
     }
 }
 
@@ -713,6 +792,84 @@ fn workflow_paths(entity: &EntityModel, schema: &str, base: &str, paths: &mut Ma
             "post": moves,
         }),
     );
+}
+
+/// An upsert: the key, the records, and what a failed record does to the others.
+fn upsert_body_schema(entity: &EntityModel, schema: &str) -> Json {
+    let keys: Vec<&String> = entity
+        .fields
+        .iter()
+        .filter(|(_, f)| f.column != ColumnKind::Json)
+        .map(|(name, _)| name)
+        .collect();
+    // An empty `enum` is no schema; an entity without such fields refuses any key.
+    let key_item = if keys.is_empty() {
+        json!({"type": "string"})
+    } else {
+        json!({"type": "string", "enum": keys})
+    };
+    json!({
+        "type": "object",
+        "required": ["key", "records"],
+        "properties": {
+            "key": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": true,
+                "items": key_item,
+                "description": "The fields that identify a record; every record must give them. \
+                    A record whose key matches one the caller may update updates it; none, it is created; \
+                    one outside the caller's rows or several, the record fails.",
+            },
+            "records": {
+                "type": "array",
+                "maxItems": MAX_UPSERT_ROWS,
+                "items": schema_ref(&format!("{schema}.upsert")),
+            },
+            "mode": {
+                "type": "string",
+                "enum": ["all_or_nothing", "per_row"],
+                "default": "all_or_nothing",
+                "description": "all_or_nothing: a failed record and nothing is written (422). \
+                    per_row: the others are written and the failed ones reported.",
+            },
+        },
+        "additionalProperties": false,
+    })
+}
+
+fn upsert_results_schema() -> Json {
+    json!({
+        "type": "object",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row", "status"],
+                    "properties": {
+                        "row": {"type": "integer", "minimum": 0},
+                        "status": {"type": "string", "enum": ["created", "updated", "failed"]},
+                        "id": {"type": "integer", "description": "The record created or updated."},
+                        "errors": {
+                            "type": "array",
+                            "description": "Why the record failed (an empty field: the whole record).",
+                            "items": {
+                                "type": "object",
+                                "required": ["field", "code", "message"],
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
 }
 
 fn workflow_history_schema() -> Json {
@@ -814,6 +971,8 @@ enum Way {
 enum Input {
     Create,
     Patch,
+    /// A row of an upsert: a create or a patch, by what its key finds.
+    Upsert,
 }
 
 /// A record as the API returns it.
@@ -1375,5 +1534,32 @@ mod tests {
             .filter(|p| p["items"]["properties"]["id"]["type"] == "integer")
             .count();
         assert!(with_lines > 0, "the spec-coverage app has line items");
+    }
+
+    #[test]
+    fn lookups_are_documented_with_the_fields_they_fill() {
+        let doc = document(&catalog("../tests/spec-coverage"));
+        let op = &doc["paths"]["/api/v1/spec_coverage/customer/lookup/registry/search"]["post"];
+        assert_eq!(
+            op["operationId"], "spec_coverage.customer.lookup.registry.search",
+            "{op}"
+        );
+        let values = &op["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+            ["values"];
+        assert_eq!(
+            values["properties"]["credit_code"],
+            json!({"$ref": "#/components/schemas/spec_coverage.customer/properties/credit_code"})
+        );
+        assert_eq!(
+            op["responses"]["502"],
+            json!({"$ref": "#/components/responses/BadGateway"})
+        );
+        let pushes = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .filter(|p| p.contains("/lookup/erp/"))
+            .count();
+        assert_eq!(pushes, 0, "a push is no lookup");
     }
 }

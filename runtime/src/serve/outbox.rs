@@ -77,6 +77,7 @@ pub async fn put_channel(
                     field,
                     code: "invalid".into(),
                     message,
+                    row: None,
                 });
                 p
             }

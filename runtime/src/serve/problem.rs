@@ -28,6 +28,9 @@ pub struct ProblemField {
     pub field: String,
     pub code: String,
     pub message: String,
+    /// For bulk writes refused as a whole: the input row of this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
 }
 
 impl Problem {
@@ -67,6 +70,7 @@ impl Problem {
                 field: e.field.clone(),
                 code: e.code.clone(),
                 message: e.message.clone(),
+                row: None,
             })
             .collect();
         self
@@ -84,6 +88,23 @@ impl From<RecordError> for Problem {
             RecordError::Row { row, source } => {
                 let mut problem = Problem::from(*source);
                 problem.row = Some(row);
+                problem
+            }
+            // Each row's refusal, whatever its kind, as field errors naming the row.
+            RecordError::Rows(ref rows) => {
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{} row(s) refused; nothing was written", rows.len()),
+                );
+                for (row, error) in rows {
+                    let fields = error.to_field_errors().into_iter();
+                    problem.errors.extend(fields.map(|e| ProblemField {
+                        field: e.field,
+                        code: e.code,
+                        message: e.message,
+                        row: Some(*row),
+                    }));
+                }
                 problem
             }
             RecordError::NotFound { .. } | RecordError::UnknownEntity(_) => {

@@ -1,6 +1,6 @@
 //! The REST API generated from the model: for every entity of every app,
-//! list, create, get, update, delete, aggregate and history, each under the
-//! caller's permissions.
+//! list, create, upsert, get, update, delete, aggregate and history, each
+//! under the caller's permissions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use crate::catalog::EntityModel;
 use crate::read::aggregate::{Grouping, Measure};
 use crate::read::{Access, ListQuery, Paging, Total};
 use crate::record::Record;
+use crate::write::upsert::{MAX_UPSERT_ROWS, UpsertAccess, UpsertMode, Upserted};
 
 type Params = HashMap<String, String>;
 
@@ -188,6 +189,76 @@ pub async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// The body of an upsert.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertBody {
+    /// The fields that identify a record, e.g. `["external_no"]`.
+    key: Vec<String>,
+    records: Vec<Map<String, Json>>,
+    #[serde(default)]
+    mode: UpsertMode,
+}
+
+/// `POST /api/v1/{app}/{entity}/upsert`: each record updates the one whose
+/// key fields hold its values (`update` permission) or is created (`create`).
+/// 200 with one result per row; in `all_or_nothing` mode (the default) a
+/// failed row writes nothing and is a 422 naming every failed row.
+pub async fn upsert(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    caller: Caller,
+    JsonBody(body): JsonBody<UpsertBody>,
+) -> Result<axum::Json<Json>, Problem> {
+    let entity = entity(&state, &app, &name)?;
+    let create = state
+        .permissions
+        .access(&caller.user, &entity, Operation::Create);
+    let update = state
+        .permissions
+        .access(&caller.user, &entity, Operation::Update);
+    if create.is_none() && update.is_none() {
+        return Err(Problem::forbidden(format!(
+            "your roles allow neither create nor update on {}",
+            entity.name
+        )));
+    }
+    if body.records.len() > MAX_UPSERT_ROWS {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} records; an upsert takes at most {MAX_UPSERT_ROWS}: send them in several requests",
+                body.records.len()
+            ),
+        ));
+    }
+    let access = UpsertAccess {
+        create: create.as_ref(),
+        update: update.as_ref(),
+    };
+    let outcomes = state
+        .writer
+        .upsert_many(
+            &entity,
+            &body.key,
+            body.records,
+            body.mode,
+            &caller.user.actor,
+            access,
+        )
+        .await?;
+    let results: Vec<Json> = outcomes
+        .into_iter()
+        .enumerate()
+        .map(|(row, outcome)| match outcome {
+            Ok(Upserted::Created(id)) => json!({"row": row, "status": "created", "id": id}),
+            Ok(Upserted::Updated(id)) => json!({"row": row, "status": "updated", "id": id}),
+            Err(e) => json!({"row": row, "status": "failed", "errors": e.to_field_errors()}),
+        })
+        .collect();
+    Ok(axum::Json(json!({ "results": results })))
 }
 
 /// `GET /api/v1/{app}/{entity}/{id}`

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Caller;
 use super::problem::{Problem, internal};
-use crate::schedule::runs;
+use crate::schedule::{Kind, runs};
 
 fn require_admin(caller: &Caller) -> Result<(), Problem> {
     if caller.user.is_admin() {
@@ -31,12 +31,17 @@ pub async fn items(State(state): State<AppState>, caller: Caller) -> Result<Json
         .filter_map(|mut row| {
             let name = row["name"].as_str()?.to_owned();
             let item = state.scheduler.item(&name)?;
-            row["kind"] = json!("alert");
-            row["label"] = json!(item.alert.def.label);
-            row["entity"] = json!(format!(
-                "{}.{}",
-                item.alert.entity.app, item.alert.entity.name
-            ));
+            row["kind"] = json!(item.kind_name());
+            match &item.kind {
+                Kind::Alert(alert) => {
+                    row["label"] = json!(alert.def.label);
+                    row["entity"] = json!(format!("{}.{}", alert.entity.app, alert.entity.name));
+                }
+                Kind::Job { label, .. } => row["label"] = json!(label),
+                Kind::DueTimes => {
+                    row["label"] = json!({"en": "Workflow due times", "zh": "流程期限提醒"});
+                }
+            }
             Some(row)
         })
         .collect();

@@ -3,18 +3,18 @@
 //! with `split_by`) and linked records updated. Notifications are gathered
 //! here and sent once the record is written, so they see its final values.
 
-use indexmap::IndexMap;
 use sea_orm::DatabaseTransaction;
 use serde_json::{Map, Value as Json};
 use trellis_engine::model::{CreateRecord, Effect, Notify, UpdateLinked};
 
 use super::WorkflowModel;
 use crate::catalog::{Catalog, EntityModel};
+use crate::hooks::{HookRun, Script, Vars};
 use crate::read::Access;
 use crate::record::value::datetime_text;
 use crate::record::{FieldError, RecordError};
 use crate::write::RecordWriter;
-use crate::write::prepare::{Context, Prepared, evaluate, evaluate_line};
+use crate::write::prepare::{Context, Prepared, evaluate, evaluate_line, record_map};
 
 /// Effects running against one record.
 pub struct Run<'a> {
@@ -30,6 +30,11 @@ pub struct Run<'a> {
     pub patch: Map<String, Json>,
     /// Notifications to send after the write.
     pub notices: Vec<Notify>,
+    /// Hooks (`run` effects, `transition` rules) run through this, with the
+    /// record API under the acting user's permissions.
+    pub hooks: &'a HookRun<'a>,
+    pub action: &'a str,
+    pub comment: Option<&'a str>,
 }
 
 impl Run<'_> {
@@ -45,13 +50,52 @@ impl Run<'_> {
                 Effect::Create(create) => self.create(create).await?,
                 Effect::Update(update) => self.update(update).await?,
                 Effect::Notify(notify) => self.notices.push(notify.clone()),
-                Effect::CreateAccount(_) | Effect::Run(_) => {
+                Effect::Run(source) => {
+                    let script = self
+                        .workflow
+                        .hook(source)
+                        .ok_or_else(|| script_error(source, "did not compile"))?;
+                    self.hook(script).await?;
+                }
+                Effect::Push(push) => crate::connect::enqueue_push(self, push).await?,
+                Effect::CreateAccount(_) => {
                     return Err(RecordError::Invalid(vec![FieldError::new(
                         "",
                         "unsupported",
-                        "this action creates an account or runs a hook, which this version of the runtime cannot do yet",
+                        "this action creates an account, which this version of the runtime cannot do yet",
                     )]));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a hook on the record as the action has it so far; the fields the
+    /// hook changes in `record` join what the action writes.
+    pub async fn hook(&mut self, script: &Script) -> Result<(), RecordError> {
+        let mut current = self.record.clone();
+        for (field, value) in &self.patch {
+            current.values.insert(field.clone(), value.clone());
+        }
+        let record = record_map(self.entity, &current);
+        // Compared in the form the hook's changes come back in, so that only
+        // what it changed counts (`2.0` stored is `2` from a script).
+        let before = crate::hooks::api::map_of(record.clone().try_cast().unwrap_or_default());
+        let vars = Vars {
+            record: Some(record),
+            old: None,
+            action: Some(self.action.to_owned()),
+            comment: self.comment.map(str::to_owned),
+        };
+        let Some(after) = self.hooks.run(script, vars).await? else {
+            return Ok(());
+        };
+        for (field, value) in after {
+            // The state is the action's to set, not a hook's.
+            let own = self.entity.fields.contains_key(&field)
+                && self.entity.state_field.as_deref() != Some(field.as_str());
+            if own && before.get(&field).unwrap_or(&Json::Null) != &value {
+                self.patch.insert(field, value);
             }
         }
         Ok(())
@@ -223,19 +267,7 @@ fn line_matches(
         name: table.to_owned(),
         table: lines.table.clone(),
         fields: lines.fields.clone(),
-        lines: IndexMap::new(),
-        title: None,
-        search: Vec::new(),
-        numbering: None,
-        unique: Vec::new(),
-        computed: Vec::new(),
-        default_scripts: Default::default(),
-        validations: Vec::new(),
-        state_field: None,
-        initial_state: None,
-        locked_states: Default::default(),
-        actions: Vec::new(),
-        linked_from: Vec::new(),
+        ..EntityModel::default()
     };
     crate::write::prepare::condition_holds(&as_entity, when, line, cx)
 }

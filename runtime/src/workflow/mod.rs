@@ -6,6 +6,7 @@
 //!   transfers, add-signs) and whether the approvals given so far suffice;
 //! - [`effects`]: what an action does (set fields, create and update records,
 //!   notify, publish);
+//! - [`due`]: due times of states, reminders and escalations;
 //! - [`delegation`]: deputies standing in for absent approvers, by dates;
 //! - [`history`]: the decisions, one row each, which are also the state of the
 //!   approval under way;
@@ -13,6 +14,7 @@
 
 pub mod approvers;
 pub mod delegation;
+pub mod due;
 pub mod effects;
 pub mod history;
 pub mod run;
@@ -23,9 +25,10 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 use trellis_engine::CheckedModel;
 use trellis_engine::model::{Action, Effect, State};
-use trellis_engine::script::CompiledScript;
+use trellis_engine::script::{CompiledScript, ScriptOrigin};
 
 use crate::catalog::Catalog;
+use crate::hooks::Script;
 
 pub use run::{Decision, Outcome, Workflows};
 
@@ -64,6 +67,8 @@ pub struct WorkflowModel {
     pub actions: Vec<ActionModel>,
     /// `=expression` values of effects, compiled, by their source text.
     expressions: HashMap<String, CompiledScript>,
+    /// `run` effects, compiled, by their source text.
+    hooks: HashMap<String, Script>,
 }
 
 impl WorkflowModel {
@@ -73,6 +78,11 @@ impl WorkflowModel {
 
     fn is_final(&self, state: &str) -> bool {
         self.states.get(state).is_some_and(|s| s.is_final)
+    }
+
+    /// A compiled `run` effect.
+    pub fn hook(&self, source: &str) -> Option<&Script> {
+        self.hooks.get(source)
     }
 
     /// A compiled `=expression` of an effect.
@@ -128,6 +138,50 @@ pub fn compile(
                     collect_expressions(effect, &compile, &mut expressions);
                 }
             }
+            // `run` effects, each located at its place in its file.
+            let mut places: Vec<(&trellis_engine::source::SourceFile, String, &[Effect])> =
+                Vec::new();
+            if let Some(w) = workflow {
+                for (i, t) in w.value.transitions.iter().enumerate() {
+                    places.push((&w.file, format!("/transitions/{i}/effects"), &t.effects));
+                }
+                for (name, state) in &w.value.states {
+                    places.push((&w.file, format!("/states/{name}/on_enter"), &state.on_enter));
+                }
+            }
+            for (i, b) in buttons.iter().enumerate() {
+                places.push((&item.file, format!("/actions/{i}/effects"), &b.effects));
+            }
+            let mut hooks = HashMap::new();
+            for (file, at, effects) in places {
+                for (j, effect) in effects.iter().enumerate() {
+                    let Effect::Run(source) = effect else {
+                        continue;
+                    };
+                    let Ok(compiled) =
+                        sandbox.compile(source, &trellis_engine::check::HOOK_VARIABLES)
+                    else {
+                        continue;
+                    };
+                    let path = file
+                        .path
+                        .strip_prefix(&app.dir)
+                        .unwrap_or(&file.path)
+                        .display()
+                        .to_string();
+                    let pointer = format!("{at}/{j}/run");
+                    let origin = ScriptOrigin::inline(file, path, &pointer, source, 0);
+                    let name = "`run` effect".to_owned();
+                    hooks.insert(
+                        source.clone(),
+                        Script {
+                            name,
+                            origin,
+                            compiled,
+                        },
+                    );
+                }
+            }
             out.insert(
                 (app_name.clone(), name.clone()),
                 WorkflowModel {
@@ -137,6 +191,7 @@ pub fn compile(
                     states,
                     actions,
                     expressions,
+                    hooks,
                 },
             );
         }
@@ -174,6 +229,7 @@ fn collect_expressions(
             }
             account.attributes.values().for_each(&mut add);
         }
-        Effect::Notify(_) | Effect::Run(_) => {}
+        // `run` scripts are compiled as hooks; pushes by their connector.
+        Effect::Notify(_) | Effect::Run(_) | Effect::Push(_) => {}
     }
 }

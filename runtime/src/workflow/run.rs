@@ -9,17 +9,20 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use trellis_engine::CheckedModel;
-use trellis_engine::model::Label;
+use trellis_engine::model::{Label, RuleEvent};
 
 use super::approvers::{self, Me, Via};
+use super::due;
 use super::effects::Run;
 use super::history::{self, Entry, Kind, NewEntry, Subject};
 use super::{ActionModel, WorkflowModel};
 use crate::catalog::{Catalog, EntityModel};
-use crate::read::Access;
+use crate::hooks::HookRun;
+use crate::permission::Permissions;
+use crate::read::{Access, RecordReader};
 use crate::record::{FieldError, Record, RecordError};
 use crate::write::RecordWriter;
-use crate::write::prepare::{Prepared, evaluate, prepare};
+use crate::write::prepare::{Prepared, condition_holds, evaluate, prepare};
 
 /// What a person sends with an action.
 #[derive(Debug, Clone, Default)]
@@ -56,14 +59,23 @@ pub struct Workflows {
     models: Arc<HashMap<(String, String), WorkflowModel>>,
     catalog: Arc<Catalog>,
     writer: RecordWriter,
+    reader: RecordReader,
+    permissions: Arc<Permissions>,
 }
 
 impl Workflows {
-    pub fn new(model: &CheckedModel, catalog: Arc<Catalog>, writer: RecordWriter) -> Self {
+    pub fn new(
+        model: &CheckedModel,
+        catalog: Arc<Catalog>,
+        writer: RecordWriter,
+        permissions: Arc<Permissions>,
+    ) -> Self {
         Workflows {
             models: Arc::new(super::compile(model, &catalog)),
+            reader: RecordReader::new(writer.store().clone(), catalog.clone()),
             catalog,
             writer,
+            permissions,
         }
     }
 
@@ -248,6 +260,20 @@ impl Workflows {
             return Err(invalid("", "guard", message));
         }
         missing(&staged, &action.def.require, "this action")?;
+        // Hooks read and write other records under the user's permissions, through
+        // the pipeline; as model logic they may set fields the model makes
+        // read-only for people (a balance's `used`).
+        let user_cx = self.writer.context(&me.user.actor, true);
+        let access_for = |e: &EntityModel, op| self.permissions.access(&me.user, e, op);
+        let hooks = HookRun {
+            txn: &txn,
+            writer: &self.writer,
+            reader: &self.reader,
+            catalog: &self.catalog,
+            app: &entity.app,
+            cx: &user_cx,
+            access: &access_for,
+        };
         let mut run = Run {
             writer: &self.writer,
             catalog: &self.catalog,
@@ -258,8 +284,20 @@ impl Workflows {
             record: &staged,
             patch: decision.values.clone(),
             notices: Vec::new(),
+            hooks: &hooks,
+            action: name,
+            comment,
         };
         run.apply(&action.def.effects).await?;
+        for rule in entity.hooks.iter().filter(|h| {
+            h.on == RuleEvent::Transition
+                && (h.actions.is_empty() || h.actions.iter().any(|a| a == name))
+                && h.when
+                    .as_ref()
+                    .is_none_or(|w| condition_holds(entity, w, &staged.values, &cx))
+        }) {
+            run.hook(&rule.script).await?;
+        }
         let target = action.def.to.as_deref();
         if let (Some(field), Some(to)) = (&workflow.field, target) {
             run.patch.insert(field.clone(), Json::String(to.to_owned()));
@@ -292,6 +330,19 @@ impl Workflows {
             entry(Kind::Transition, target.or(state.as_deref())),
         )
         .await?;
+        if let Some(to) = target.filter(|to| Some(*to) != state.as_deref()) {
+            let entered = workflow.states.get(to);
+            due::enter(
+                &txn,
+                dialect,
+                subject(entity, id),
+                to,
+                entered,
+                &written.values,
+                cx.now,
+            )
+            .await?;
+        }
         let sent = super::effects::Sent {
             entity,
             id,
@@ -358,6 +409,17 @@ impl Workflows {
                 &cx,
             )
             .await?;
+        let back_state = workflow.states.get(&back);
+        due::enter(
+            &txn,
+            dialect,
+            subject(entity, id),
+            &back,
+            back_state,
+            &base.values,
+            cx.now,
+        )
+        .await?;
         let entry = NewEntry {
             kind: Kind::Withdraw,
             action: None,

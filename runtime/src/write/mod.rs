@@ -1,17 +1,21 @@
 //! The write pipeline, the one place every record write passes:
 //! coerce → defaults → computed fields → constraints → validation rules
 //! ([`prepare`]), then, in one transaction: number → uniqueness and links →
-//! write (with an optimistic version check) → line items by diff → audit row.
+//! write (with an optimistic version check) → line items by diff → audit row
+//! → the entity's `create`/`update` hooks ([`hooks`]; `delete` hooks run
+//! before a delete).
 
+mod hooks;
 pub mod numbering;
 pub mod prepare;
+pub mod upsert;
 
 use std::sync::Arc;
 
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde_json::{Map, Value as Json, json};
-use trellis_engine::model::OnDelete;
+use trellis_engine::model::{OnDelete, RuleEvent};
 
 use crate::catalog::{Catalog, EntityModel};
 use crate::deploy::AUDIT;
@@ -29,6 +33,9 @@ pub struct RecordWriter {
     store: Store,
     catalog: Arc<Catalog>,
     blocks: Arc<Blocks>,
+    /// The roles hooks' record API calls run under; without them, only the
+    /// platform's own writes may call it.
+    permissions: Option<Arc<crate::permission::Permissions>>,
 }
 
 impl RecordWriter {
@@ -37,7 +44,14 @@ impl RecordWriter {
             store,
             catalog,
             blocks: Arc::new(Blocks::default()),
+            permissions: None,
         }
+    }
+
+    /// The same writer, with the roles that hooks of users' writes run under.
+    pub fn with_permissions(mut self, permissions: Arc<crate::permission::Permissions>) -> Self {
+        self.permissions = Some(permissions);
+        self
     }
 
     /// The clock, user and script engine of one write. `trusted` changes come
@@ -51,6 +65,7 @@ impl RecordWriter {
             now,
             engine: self.catalog.sandbox().engine(),
             trusted,
+            hook_depth: Some(0),
         }
     }
 
@@ -296,6 +311,16 @@ impl RecordWriter {
         // (old → new) reconstruct. Copying them would double a bulk import's writes.
         let audit: Vec<(i64, Json)> = ids.iter().map(|id| (*id, json!({}))).collect();
         self.audit(txn, entity, "create", actor, cx, audit).await?;
+        if entity.hooks.iter().any(|h| h.on == RuleEvent::Create) {
+            for (row, (id, record)) in ids.iter().zip(&prepared).enumerate() {
+                let mut values = record.values.clone();
+                values.insert("id".into(), Json::from(*id));
+                values.insert("version".into(), Json::from(1));
+                self.after_write(txn, entity, RuleEvent::Create, *id, &values, None, cx)
+                    .await
+                    .map_err(|e| at_row(row, e))?;
+            }
+        }
         self.require_visible(txn, entity, &ids, access).await?;
         Ok(ids)
     }
@@ -444,6 +469,21 @@ impl RecordWriter {
             vec![(id, Json::Object(changes))],
         )
         .await?;
+        if entity.hooks.iter().any(|h| h.on == RuleEvent::Update) {
+            let mut values = record.values.clone();
+            values.insert("id".into(), Json::from(id));
+            values.insert("version".into(), Json::from(version + 1));
+            self.after_write(
+                txn,
+                entity,
+                RuleEvent::Update,
+                id,
+                &values,
+                Some(&base.values),
+                cx,
+            )
+            .await?;
+        }
         self.require_visible(txn, entity, &[id], access).await?;
         Ok(record)
     }
@@ -495,6 +535,11 @@ impl RecordWriter {
                 "locked",
                 format!("a record in state `{state}` changes only through workflow actions"),
             )]));
+        }
+        if entity.hooks.iter().any(|h| h.on == RuleEvent::Delete) {
+            let mut values = base.values.clone();
+            values.insert("id".into(), Json::from(id));
+            self.before_delete(txn, entity, &values, cx).await?;
         }
         for link in &entity.linked_from {
             let mut q = Query::select();

@@ -7,10 +7,11 @@ use indexmap::IndexMap;
 use rhai::{Dynamic, Scope};
 use serde_json::{Map, Value as Json};
 use trellis_engine::filter::{self, Bindings};
-use trellis_engine::model::{FieldType, Filter, RuleLevel};
+use trellis_engine::model::{FieldType, Filter, RuleEvent, RuleLevel};
 use trellis_engine::script::{CompiledScript, FailureKind};
 
 use crate::catalog::{EntityModel, FieldModel};
+use crate::hooks::api::map_of;
 use crate::record::value::{coerce, datetime_text, decimal};
 use crate::record::{Actor, FieldError};
 
@@ -32,6 +33,7 @@ pub struct Prepared {
 }
 
 /// The clock and user a preparation runs with.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub actor: &'a Actor,
     pub today: chrono::NaiveDate,
@@ -40,6 +42,9 @@ pub struct Context<'a> {
     /// The change comes from the model (a workflow's effects), not a caller:
     /// it may set the state field and read-only fields.
     pub trusted: bool,
+    /// How many hooks this write is nested in (a hook's write runs hooks too);
+    /// `None` for a hook's own change to its record, which runs none.
+    pub hook_depth: Option<u8>,
 }
 
 impl Context<'_> {
@@ -180,6 +185,7 @@ pub fn prepare(
         errors.extend(missing);
         return Err(errors);
     }
+    compute_rules(entity, &mut out, cx, &mut errors);
     compute(entity, &mut out, cx, &mut errors);
     check_required(entity, &out, cx, &mut errors);
     validate(entity, &out, cx, &mut errors);
@@ -314,6 +320,68 @@ fn check_required(
                         "a value is required",
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// `compute` rules: scripts that set fields of `record` on every save, before
+/// computed fields and validation. They are pure: the record API belongs to
+/// hooks, which run inside the write's transaction.
+fn compute_rules(
+    entity: &EntityModel,
+    out: &mut Prepared,
+    cx: &Context,
+    errors: &mut Vec<FieldError>,
+) {
+    for rule in entity.hooks.iter().filter(|h| h.on == RuleEvent::Compute) {
+        if let Some(when) = &rule.when
+            && !matches(when, entity, &out.values, cx)
+        {
+            continue;
+        }
+        let record = record_map(entity, out);
+        let before = map_of(record.clone().try_cast().unwrap_or_default());
+        let mut scope = Scope::new();
+        scope.push_dynamic("record", record);
+        for unset in ["old", "action", "comment"] {
+            scope.push_dynamic(unset, Dynamic::UNIT);
+        }
+        push_context(&mut scope, cx);
+        let script = &rule.script;
+        if let Err(failure) = trellis_engine::script::run(cx.engine, &mut scope, &script.compiled) {
+            let code = if failure.kind == FailureKind::Limit {
+                "script_limit"
+            } else {
+                "script"
+            };
+            let at = script.origin.at(failure.line);
+            errors.push(FieldError::new(
+                "",
+                code,
+                format!("{} ({at}): {}", script.name, failure.message),
+            ));
+            continue;
+        }
+        let after = scope
+            .get_value::<Dynamic>("record")
+            .and_then(|r| r.try_cast::<rhai::Map>())
+            .map(map_of)
+            .unwrap_or_default();
+        for (name, value) in after {
+            let Some(field) = entity.fields.get(&name) else {
+                continue;
+            };
+            let settable = entity.state_field.as_deref() != Some(name.as_str())
+                && field.def.computed.is_none();
+            if !settable || before.get(&name) == Some(&value) {
+                continue;
+            }
+            match coerce(&name, field, &value) {
+                Ok(v) => {
+                    out.values.insert(name, v);
+                }
+                Err(e) => errors.push(e),
             }
         }
     }
@@ -609,7 +677,7 @@ fn scope_for(entity: &EntityModel, record: &Prepared, cx: &Context) -> Scope<'st
     scope
 }
 
-fn push_context(scope: &mut Scope, cx: &Context) {
+pub(crate) fn push_context(scope: &mut Scope, cx: &Context) {
     let user = rhai::serde::to_dynamic(&cx.actor.attributes).unwrap_or(Dynamic::UNIT);
     scope.push_dynamic("user", user);
     scope.push_dynamic(
@@ -619,8 +687,13 @@ fn push_context(scope: &mut Scope, cx: &Context) {
     scope.push_dynamic("now", Dynamic::from(datetime_text(cx.now)));
 }
 
-fn record_map(entity: &EntityModel, record: &Prepared) -> Dynamic {
+pub(crate) fn record_map(entity: &EntityModel, record: &Prepared) -> Dynamic {
     let mut map = rhai::Map::new();
+    for (name, _) in trellis_engine::check::SYSTEM_FIELDS {
+        if let Some(value) = record.values.get(name) {
+            map.insert(name.into(), dynamic_of_plain(value));
+        }
+    }
     for (name, field) in &entity.fields {
         map.insert(
             name.as_str().into(),
@@ -640,7 +713,7 @@ fn dynamic_of(value: &Json, field: &FieldModel) -> Dynamic {
     }
 }
 
-fn dynamic_of_plain(value: &Json) -> Dynamic {
+pub(crate) fn dynamic_of_plain(value: &Json) -> Dynamic {
     if value.is_null() {
         return Dynamic::UNIT;
     }
@@ -648,7 +721,7 @@ fn dynamic_of_plain(value: &Json) -> Dynamic {
 }
 
 /// A script's result as JSON: decimals become exact strings.
-fn json_of(value: Dynamic) -> Json {
+pub(crate) fn json_of(value: Dynamic) -> Json {
     if value.is_unit() {
         return Json::Null;
     }
