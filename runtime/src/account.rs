@@ -5,7 +5,6 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 
-use crate::record::value::datetime_text;
 use crate::store::{Dialect, Store, StoreError};
 
 /// Hashes a password as an Argon2id PHC string (with its own random salt).
@@ -135,7 +134,6 @@ pub struct AccountChange {
 /// The smallest password length accepted.
 pub const MIN_PASSWORD: usize = 8;
 
-/// An account as administrators see it (never its hash).
 /// Whether an enabled account has this id.
 pub async fn exists<C: sea_orm::ConnectionTrait>(conn: &C, id: i64) -> Result<bool, StoreError> {
     use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
@@ -147,6 +145,7 @@ pub async fn exists<C: sea_orm::ConnectionTrait>(conn: &C, id: i64) -> Result<bo
     Ok(conn.query_one(&q).await?.is_some())
 }
 
+/// Every account as administrators see it (never its hash).
 pub async fn list_users(store: &Store) -> Result<Vec<serde_json::Value>, StoreError> {
     let conn = store.connection();
     let mut q = Query::select();
@@ -197,6 +196,19 @@ pub async fn list_users(store: &Store) -> Result<Vec<serde_json::Value>, StoreEr
 
 /// Creates an account (`username` and `password` required) and returns its id.
 pub async fn create_user(store: &Store, change: AccountChange) -> Result<i64, AccountError> {
+    let txn = store.begin_write().await?;
+    let id = create_user_in(&txn, store.dialect(), change).await?;
+    txn.commit().await?;
+    Ok(id)
+}
+
+/// [`create_user`] on a transaction the caller holds (an action that opens a
+/// supplier's portal account commits it with the supplier's approval).
+pub async fn create_user_in(
+    txn: &sea_orm::DatabaseTransaction,
+    dialect: Dialect,
+    change: AccountChange,
+) -> Result<i64, AccountError> {
     let username = change
         .username
         .clone()
@@ -209,11 +221,7 @@ pub async fn create_user(store: &Store, change: AccountChange) -> Result<i64, Ac
     if change.password.is_none() {
         return Err(invalid("password", "a password is required"));
     }
-    let now: sea_orm::Value = match store.dialect() {
-        Dialect::Sqlite => datetime_text(chrono::Utc::now()).into(),
-        Dialect::Postgres => chrono::Utc::now().into(),
-    };
-    let txn = store.begin_write().await?;
+    let now = dialect.time(chrono::Utc::now());
     let mut taken = Query::select();
     taken
         .column(Alias::new("id"))
@@ -234,8 +242,8 @@ pub async fn create_user(store: &Store, change: AccountChange) -> Result<i64, Ac
         .ok_or_else(|| StoreError::Database(sea_orm::DbErr::RecordNotInserted))?
         .try_get_by_index(0)?;
     apply_change(
-        &txn,
-        store.dialect(),
+        txn,
+        dialect,
         id,
         AccountChange {
             username: None,
@@ -243,7 +251,6 @@ pub async fn create_user(store: &Store, change: AccountChange) -> Result<i64, Ac
         },
     )
     .await?;
-    txn.commit().await?;
     Ok(id)
 }
 

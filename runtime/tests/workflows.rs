@@ -33,12 +33,24 @@ fields:
   reason: {type: text}
   decided_on: {type: date, read_only: true}
   order: {type: link, target: purchase_order}
+  contact_email: {type: email}
+  portal: {type: user}
   items:
     type: table
     fields:
       supplier: {type: text}
       product: {type: text}
       qty: {type: integer}
+actions:
+  - action: open_portal
+    roles: [finance]
+    effects:
+      - create_account:
+          username: =title
+          email: =contact_email
+          display_name: ="Portal of " + title
+          roles: [staff]
+          link_back: portal
 rules:
   - name: book_budget
     on: transition
@@ -756,9 +768,10 @@ async fn withdraw_transfer_add_sign_and_delegation_change_who_may_act() {
             .hand_over(&entity, id, Kind::AddSign, helper, None, &fin1, &all)
             .await
             .expect("adds a signer");
-        assert!(
-            w.allowed("fin2", id).await.is_empty(),
-            "finance waits for the helper"
+        assert_eq!(
+            w.allowed("fin2", id).await,
+            vec!["open_portal"],
+            "finance waits for the helper (a button is not part of the approval)"
         );
         let signed = w
             .act("helper", id, "finance_ok", json!({}), Some("fine"))
@@ -1014,6 +1027,78 @@ async fn a_due_time_reminds_the_approvers_then_escalates_once() {
         // Leaving the state ends its due time.
         w.act("adam", id, "approve", json!({}), None).await.expect("approves");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_workflow_due").await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_action_opens_a_portal_account_and_mails_its_password() {
+    each_backend("wf_account", async |store| {
+        let w = World::new(store.clone()).await;
+        let requests = w.catalog.entity("buy", "request").expect("request");
+        let create = async |title: &str| {
+            w.writer
+                .create(
+                    &requests,
+                    json!({"title": title, "contact_email": "buyer@acme.example"})
+                        .as_object()
+                        .cloned()
+                        .expect("map"),
+                    &w.user("olga").actor,
+                    &Access::everything(),
+                )
+                .await
+                .expect("a request")
+                .id
+        };
+        let id = create("acme-portal").await;
+        let done = w
+            .act("fin1", id, "open_portal", json!({}), None)
+            .await
+            .expect("opens");
+        let account = done.record.values["portal"].as_i64().expect("linked back");
+        let named = common::texts(
+            &store,
+            &format!("SELECT username FROM trellis_users WHERE id = {account}"),
+        )
+        .await;
+        assert_eq!(named, vec![Some("acme-portal".to_owned())]);
+        let roles = common::texts(
+            &store,
+            &format!("SELECT role FROM trellis_user_roles WHERE user_id = {account}"),
+        )
+        .await;
+        assert_eq!(roles, vec![Some("staff".to_owned())]);
+        let mails = common::texts(
+            &store,
+            "SELECT payload FROM trellis_outbox WHERE channel = 'email'",
+        )
+        .await;
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        let mail: Json =
+            serde_json::from_str(mails[0].as_deref().unwrap_or_default()).expect("JSON");
+        assert_eq!(mail["to"], "buyer@acme.example");
+        assert!(
+            mail["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("acme-portal")),
+            "{mail}"
+        );
+        // The same username again: refused, and nothing of it stays.
+        let again = create("acme-portal").await;
+        let refused = w
+            .act("fin1", again, "open_portal", json!({}), None)
+            .await
+            .expect_err("taken");
+        assert!(field_errors(refused)[0].2.contains("taken"));
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM trellis_outbox WHERE channel = 'email'"
+            )
+            .await,
+            1
+        );
     })
     .await;
 }

@@ -105,7 +105,13 @@ pub fn eligible(
     me: &Me,
 ) -> Result<Via, String> {
     let id = me.user.id;
-    let pending = pending_signers(round);
+    // Transfers and added signers concern the approval of the state, so they
+    // count for transitions only, not for buttons that keep the state.
+    let (pending, moved) = if action.def.to.is_some() {
+        (pending_signers(round), transfers(round))
+    } else {
+        (Vec::new(), Vec::new())
+    };
     if let Some((_, by)) = pending.iter().find(|(t, _)| *t == id) {
         return Ok(Via::AddedSigner(*by));
     }
@@ -117,7 +123,6 @@ pub fn eligible(
     if approved {
         return Err("you have approved this already; the others have not finished".into());
     }
-    let moved = transfers(round);
     let gave_away = |user: i64| moved.iter().any(|(from, _)| *from == user);
     let reason = if let Some((from, _)) = moved.iter().rev().find(|(_, to)| *to == id) {
         Some(format!("transferred by #{from}"))

@@ -5,11 +5,15 @@
 
 use sea_orm::DatabaseTransaction;
 use serde_json::{Map, Value as Json};
-use trellis_engine::model::{CreateRecord, Effect, Notify, UpdateLinked};
+use trellis_engine::model::{
+    Channel, CreateAccount, CreateRecord, Effect, Label, Notify, Recipient, Translations,
+    UpdateLinked,
+};
 
 use super::WorkflowModel;
 use crate::catalog::{Catalog, EntityModel};
 use crate::hooks::{HookRun, Script, Vars};
+use crate::notify::{About, Notification};
 use crate::read::Access;
 use crate::record::value::datetime_text;
 use crate::record::{FieldError, RecordError};
@@ -58,14 +62,85 @@ impl Run<'_> {
                     self.hook(script).await?;
                 }
                 Effect::Push(push) => crate::connect::enqueue_push(self, push).await?,
-                Effect::CreateAccount(_) => {
-                    return Err(RecordError::Invalid(vec![FieldError::new(
-                        "",
-                        "unsupported",
-                        "this action creates an account, which this version of the runtime cannot do yet",
-                    )]));
-                }
+                Effect::CreateAccount(account) => self.create_account(account).await?,
             }
+        }
+        Ok(())
+    }
+
+    /// Opens a login for the record (a supplier's portal account) with a
+    /// generated password, which goes to the account's e-mail through the
+    /// outbox, committed with the action.
+    async fn create_account(&mut self, account: &CreateAccount) -> Result<(), RecordError> {
+        let text = |value: Json, what: &str| match value {
+            Json::String(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+            _ => Err(RecordError::Invalid(vec![FieldError::new(
+                "",
+                "create_account",
+                format!("the new account has no {what}"),
+            )])),
+        };
+        let username = text(self.value(&account.username, &[])?, "username")?;
+        let email = text(self.value(&account.email, &[])?, "e-mail address")?;
+        let display_name = match &account.display_name {
+            Some(expr) => self.value(expr, &[])?.as_str().map(str::to_owned),
+            None => None,
+        };
+        let mut attributes = Map::new();
+        for (name, expr) in &account.attributes {
+            attributes.insert(name.clone(), self.value(expr, &[])?);
+        }
+        let password = crate::account::generate_password()?;
+        let change = crate::account::AccountChange {
+            username: Some(username.clone()),
+            password: Some(password.clone()),
+            display_name,
+            email: Some(email),
+            roles: Some(account.roles.clone()),
+            attributes: Some(attributes),
+            ..Default::default()
+        };
+        let dialect = self.writer.store().dialect();
+        let id = crate::account::create_user_in(self.txn, dialect, change)
+            .await
+            .map_err(|e| match e {
+                crate::account::AccountError::Store(e) => RecordError::Store(e),
+                other => RecordError::Invalid(vec![FieldError::new(
+                    "",
+                    "create_account",
+                    format!("the new account: {other}"),
+                )]),
+            })?;
+        let welcome = Notification {
+            recipients: vec![Recipient::User(username.clone())],
+            channels: vec![Channel::Email],
+            subject: Some(Label::Translated(Translations {
+                en: "Your account".into(),
+                zh: Some("您的账号".into()),
+            })),
+            message: Label::Translated(Translations {
+                en: format!(
+                    "Your account is {username}, your password {password}. Please change it when you first sign in."
+                ),
+                zh: Some(format!(
+                    "您的账号：{username}，密码：{password}。请在首次登录后修改密码。"
+                )),
+            }),
+        };
+        let about = About {
+            app: &self.entity.app,
+            entity: &self.entity.name,
+            record_id: self
+                .record
+                .values
+                .get("id")
+                .and_then(Json::as_i64)
+                .unwrap_or_default(),
+            record: &self.record.values,
+        };
+        crate::notify::notify(self.txn, dialect, &welcome, &about).await?;
+        if let Some(link) = &account.link_back {
+            self.patch.insert(link.clone(), Json::from(id));
         }
         Ok(())
     }
