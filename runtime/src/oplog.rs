@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use tokio::sync::mpsc;
 
-use crate::record::value::{datetime_text, from_row};
-use crate::store::{ColumnKind, Dialect, Store, StoreError};
+use crate::record::value::from_row;
+use crate::store::{ColumnKind, Store, StoreError};
 
 pub const OPERATION_LOG: &str = "trellis_operation_log";
 
@@ -65,13 +65,6 @@ impl OperationLog {
     }
 }
 
-fn time(dialect: Dialect, t: chrono::DateTime<chrono::Utc>) -> sea_orm::Value {
-    match dialect {
-        Dialect::Sqlite => datetime_text(t).into(),
-        Dialect::Postgres => t.into(),
-    }
-}
-
 async fn write(store: &Store, batch: &[Operation]) -> Result<(), StoreError> {
     let dialect = store.dialect();
     let mut insert = Query::insert();
@@ -92,7 +85,7 @@ async fn write(store: &Store, batch: &[Operation]) -> Result<(), StoreError> {
     );
     for op in batch {
         insert.values_panic([
-            time(dialect, op.at).into(),
+            dialect.time(op.at).into(),
             sea_orm::Value::BigInt(op.user_id).into(),
             op.method.clone().into(),
             op.path.clone().into(),
@@ -139,10 +132,10 @@ pub async fn query_log(
         );
     }
     if let Some(from) = query.from {
-        cond = cond.add(Expr::col(Alias::new("at")).gte(time(dialect, from)));
+        cond = cond.add(Expr::col(Alias::new("at")).gte(dialect.time(from)));
     }
     if let Some(to) = query.to {
-        cond = cond.add(Expr::col(Alias::new("at")).lt(time(dialect, to)));
+        cond = cond.add(Expr::col(Alias::new("at")).lt(dialect.time(to)));
     }
     let mut q = Query::select();
     q.columns(columns.iter().map(|(c, _)| Alias::new(*c)))

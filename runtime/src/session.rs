@@ -11,8 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::account::verify_password;
 use crate::permission::User;
 use crate::record::Actor;
-use crate::record::value::datetime_text;
-use crate::store::{Dialect, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The login log: every attempt, who, from where, and whether it succeeded.
 pub const LOGIN_LOG: &str = "trellis_login_log";
@@ -39,13 +38,6 @@ pub enum LoginError {
 impl From<sea_orm::DbErr> for LoginError {
     fn from(e: sea_orm::DbErr) -> Self {
         LoginError::Store(e.into())
-    }
-}
-
-fn time(dialect: Dialect, t: chrono::DateTime<chrono::Utc>) -> Value {
-    match dialect {
-        Dialect::Sqlite => datetime_text(t).into(),
-        Dialect::Postgres => t.into(),
     }
 }
 
@@ -90,10 +82,10 @@ pub async fn sign_in(
         .from(Alias::new(LOGIN_LOG))
         .and_where(Expr::col(Alias::new("username")).eq(username))
         .and_where(Expr::col(Alias::new("success")).eq(false))
-        .and_where(Expr::col(Alias::new("at")).gt(time(
-            dialect,
-            now - chrono::Duration::minutes(LOCKOUT_MINUTES),
-        )));
+        .and_where(
+            Expr::col(Alias::new("at"))
+                .gt(dialect.time(now - chrono::Duration::minutes(LOCKOUT_MINUTES))),
+        );
     let recent: i64 = match conn.query_one(&failures).await? {
         Some(row) => row.try_get_by_index(0)?,
         None => 0,
@@ -162,7 +154,7 @@ async fn log_attempt(
         .into_table(Alias::new(LOGIN_LOG))
         .columns(["at", "username", "user_id", "ip", "success"].map(Alias::new))
         .values_panic([
-            time(store.dialect(), chrono::Utc::now()).into(),
+            store.dialect().time(chrono::Utc::now()).into(),
             username.into(),
             Value::BigInt(user_id).into(),
             ip.into(),
@@ -208,8 +200,8 @@ async fn issue(
             token_hash(&token).into(),
             user_id.into(),
             name.map(str::to_owned).into(),
-            time(dialect, now).into(),
-            time(dialect, now + lifetime).into(),
+            dialect.time(now).into(),
+            dialect.time(now + lifetime).into(),
         ]);
     store.connection().execute(&insert).await?;
     Ok(token)
@@ -262,7 +254,7 @@ pub async fn session_user(store: &Store, token: &str) -> Result<Option<User>, St
     )
     .and_where(
         Expr::col((Alias::new("trellis_sessions"), Alias::new("expires_at")))
-            .gt(time(store.dialect(), chrono::Utc::now())),
+            .gt(store.dialect().time(chrono::Utc::now())),
     );
     user_from(store, &q).await
 }

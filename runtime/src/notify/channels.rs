@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value as Json, json};
 use trellis_engine::model::Channel;
 
-use super::{CHANNELS, kind_name, kind_of, time};
+use super::{CHANNELS, kind_name, kind_of};
 use crate::record::value::{from_row, to_sql};
 use crate::store::{ColumnKind, Dialect, Store, StoreError};
 
@@ -386,7 +386,7 @@ pub async fn put_channel(
         ("template", change.template.clone().into()),
         ("topics", topics),
         ("enabled", change.enabled.unwrap_or(true).into()),
-        ("updated_at", time(dialect, chrono::Utc::now())),
+        ("updated_at", dialect.time(chrono::Utc::now())),
     ];
     match &change.secret {
         Some(secret) if secret.is_empty() => values.push(("secret", Option::<String>::None.into())),

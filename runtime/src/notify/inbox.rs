@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::recipients::Person;
 use super::render::Text;
-use super::{About, NOTIFICATIONS, time};
+use super::{About, NOTIFICATIONS};
 use crate::record::value::from_row;
 use crate::store::{ColumnKind, Dialect, Store, StoreError};
 
@@ -58,7 +58,7 @@ pub(super) async fn insert(
     for person in people {
         insert.values_panic([
             person.id.into(),
-            time(dialect, now).into(),
+            dialect.time(now).into(),
             subject.map(|s| s.en.clone()).into(),
             message.en.clone().into(),
             subject.and_then(|s| s.zh.clone()).into(),
@@ -158,7 +158,7 @@ pub async fn mark_read(store: &Store, user_id: i64, id: i64) -> Result<bool, Sto
         .table(Alias::new(NOTIFICATIONS))
         .value(
             Alias::new("read_at"),
-            time(store.dialect(), chrono::Utc::now()),
+            store.dialect().time(chrono::Utc::now()),
         )
         .and_where(Expr::col(Alias::new("id")).eq(id))
         .and_where(Expr::col(Alias::new("user_id")).eq(user_id))
@@ -174,7 +174,7 @@ pub async fn mark_all_read(store: &Store, user_id: i64) -> Result<u64, StoreErro
         .table(Alias::new(NOTIFICATIONS))
         .value(
             Alias::new("read_at"),
-            time(store.dialect(), chrono::Utc::now()),
+            store.dialect().time(chrono::Utc::now()),
         )
         .and_where(Expr::col(Alias::new("user_id")).eq(user_id))
         .and_where(Expr::col(Alias::new("read_at")).is_null());

@@ -235,14 +235,6 @@ async fn publish_at(
     Ok(())
 }
 
-/// A time as a bound value of a datetime column.
-fn time(dialect: Dialect, t: chrono::DateTime<chrono::Utc>) -> sea_orm::Value {
-    match dialect {
-        Dialect::Sqlite => crate::record::value::datetime_text(t).into(),
-        Dialect::Postgres => t.into(),
-    }
-}
-
 /// The snake_case name of a channel kind, as stored.
 fn kind_name(kind: Channel) -> &'static str {
     match kind {

@@ -20,7 +20,7 @@ use serde_json::{Value as Json, json};
 use trellis_engine::model::Channel;
 
 use super::channels::{Channels, Retry};
-use super::{ATTEMPTS, OUTBOX, excerpt, kind_name, kind_of, time};
+use super::{ATTEMPTS, OUTBOX, excerpt, kind_name, kind_of};
 use crate::record::value::from_row;
 use crate::store::{ColumnKind, Dialect, Store, StoreError};
 
@@ -82,7 +82,7 @@ pub(crate) async fn enqueue_kind(
             .map(Alias::new),
         )
         .values_panic([
-            time(dialect, now).into(),
+            dialect.time(now).into(),
             kind.into(),
             topic.into(),
             target.into(),
@@ -90,7 +90,7 @@ pub(crate) async fn enqueue_kind(
             PENDING.into(),
             0_i64.into(),
             0_i64.into(),
-            time(dialect, now).into(),
+            dialect.time(now).into(),
         ]);
     txn.execute(&insert).await?;
     Ok(())
@@ -143,11 +143,11 @@ impl Outcome {
 fn due(dialect: Dialect, now: chrono::DateTime<chrono::Utc>) -> Condition {
     Condition::all()
         .add(Expr::col(Alias::new("status")).eq(PENDING))
-        .add(Expr::col(Alias::new("next_attempt_at")).lte(time(dialect, now)))
+        .add(Expr::col(Alias::new("next_attempt_at")).lte(dialect.time(now)))
         .add(
             Condition::any()
                 .add(Expr::col(Alias::new("leased_until")).is_null())
-                .add(Expr::col(Alias::new("leased_until")).lte(time(dialect, now))),
+                .add(Expr::col(Alias::new("leased_until")).lte(dialect.time(now))),
         )
 }
 
@@ -219,7 +219,7 @@ pub(super) async fn claim(
         update
             .table(Alias::new(OUTBOX))
             .value(Alias::new("leased_by"), lease)
-            .value(Alias::new("leased_until"), time(dialect, until))
+            .value(Alias::new("leased_until"), dialect.time(until))
             .and_where(Expr::col(Alias::new("id")).is_in(claimed.iter().map(|c| c.id)));
         txn.execute(&update).await?;
     }
@@ -246,7 +246,7 @@ pub(super) async fn complete(
     update
         .table(Alias::new(OUTBOX))
         .value(Alias::new("attempts"), attempt)
-        .value(Alias::new("last_attempt_at"), time(dialect, wall))
+        .value(Alias::new("last_attempt_at"), dialect.time(wall))
         .value(Alias::new("leased_by"), Option::<String>::None)
         .value(Alias::new("leased_until"), null_time(dialect))
         .and_where(Expr::col(Alias::new("id")).eq(message.id))
@@ -255,7 +255,7 @@ pub(super) async fn complete(
     if outcome.success {
         update
             .value(Alias::new("status"), DELIVERED)
-            .value(Alias::new("delivered_at"), time(dialect, wall))
+            .value(Alias::new("delivered_at"), dialect.time(wall))
             .value(Alias::new("next_attempt_at"), null_time(dialect))
             .value(Alias::new("last_error"), Option::<String>::None);
     } else if outcome.permanent || failures >= retry.max_attempts {
@@ -267,7 +267,7 @@ pub(super) async fn complete(
         let wait =
             chrono::Duration::from_std(retry.delay(failures)).unwrap_or(chrono::Duration::hours(1));
         update
-            .value(Alias::new("next_attempt_at"), time(dialect, now + wait))
+            .value(Alias::new("next_attempt_at"), dialect.time(now + wait))
             .value(Alias::new("last_error"), error.clone());
     }
     let mut log = Query::insert();
@@ -289,7 +289,7 @@ pub(super) async fn complete(
         .values_panic([
             message.id.into(),
             attempt.into(),
-            time(dialect, wall).into(),
+            dialect.time(wall).into(),
             outcome.target.clone().into(),
             outcome.success.into(),
             sea_orm::Value::BigInt(outcome.status_code).into(),
@@ -470,7 +470,7 @@ pub async fn requeue(store: &Store, id: i64, by: Option<i64>) -> Result<Requeue,
     update
         .table(Alias::new(OUTBOX))
         .value(Alias::new("status"), PENDING)
-        .value(Alias::new("next_attempt_at"), time(dialect, now))
+        .value(Alias::new("next_attempt_at"), dialect.time(now))
         .value(Alias::new("delivered_at"), null_time(dialect))
         .value(
             Alias::new("attempts_before_retry"),
@@ -478,7 +478,7 @@ pub async fn requeue(store: &Store, id: i64, by: Option<i64>) -> Result<Requeue,
         )
         .value(Alias::new("leased_by"), Option::<String>::None)
         .value(Alias::new("leased_until"), null_time(dialect))
-        .value(Alias::new("retried_at"), time(dialect, now))
+        .value(Alias::new("retried_at"), dialect.time(now))
         .value(Alias::new("retried_by"), sea_orm::Value::BigInt(by))
         .and_where(Expr::col(Alias::new("id")).eq(id))
         .and_where(Expr::col(Alias::new("status")).is_in([DELIVERED, FAILED]));

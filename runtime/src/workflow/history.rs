@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use crate::deploy::WORKFLOW_HISTORY;
 use crate::record::RecordError;
-use crate::record::value::{datetime_text, from_row};
+use crate::record::value::from_row;
 use crate::store::{ColumnKind, Dialect};
 
 /// What a history row records.
@@ -105,11 +105,7 @@ pub async fn write<C: ConnectionTrait>(
     subject: Subject<'_>,
     entry: NewEntry<'_>,
 ) -> Result<(), RecordError> {
-    let now = chrono::Utc::now();
-    let at: sea_orm::Value = match dialect {
-        Dialect::Sqlite => datetime_text(now).into(),
-        Dialect::Postgres => now.into(),
-    };
+    let at = dialect.time(chrono::Utc::now());
     let mut insert = Query::insert();
     insert
         .into_table(Alias::new(WORKFLOW_HISTORY))

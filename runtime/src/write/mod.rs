@@ -21,9 +21,9 @@ use crate::catalog::{Catalog, EntityModel};
 use crate::deploy::AUDIT;
 use crate::read::load::load;
 use crate::read::{Access, access_condition};
-use crate::record::value::{datetime_text, to_sql};
+use crate::record::value::to_sql;
 use crate::record::{Actor, FieldError, Record, RecordError};
-use crate::store::{ColumnKind, Dialect, Store};
+use crate::store::{ColumnKind, Store};
 use numbering::Blocks;
 use prepare::{Context, Prepared, prepare};
 
@@ -239,7 +239,7 @@ impl RecordWriter {
                     .map_err(|e| at_row(row, e))?;
             }
         }
-        let now = system_time(cx.now, dialect);
+        let now = dialect.time(cx.now);
         let user = sea_orm::Value::BigInt(actor.user_id);
         let columns: Vec<Alias> = [
             "version",
@@ -424,7 +424,7 @@ impl RecordWriter {
                 Alias::new("version"),
                 Expr::col(Alias::new("version")).add(1),
             )
-            .value(Alias::new("updated_at"), system_time(cx.now, dialect))
+            .value(Alias::new("updated_at"), dialect.time(cx.now))
             .value(
                 Alias::new("updated_by"),
                 sea_orm::Value::BigInt(actor.user_id),
@@ -943,7 +943,7 @@ impl RecordWriter {
         rows: Vec<(i64, Json)>,
     ) -> Result<(), RecordError> {
         let dialect = self.store.dialect();
-        let at = system_time(cx.now, dialect);
+        let at = dialect.time(cx.now);
         for chunk in rows.chunks(500) {
             let mut insert = Query::insert();
             insert.into_table(Alias::new(AUDIT)).columns(
@@ -1097,14 +1097,6 @@ fn duplicates_within(
         }
     }
     Ok(())
-}
-
-/// A timestamp as the system columns store it.
-fn system_time(now: chrono::DateTime<chrono::Utc>, dialect: Dialect) -> sea_orm::Value {
-    match dialect {
-        Dialect::Sqlite => datetime_text(now).into(),
-        Dialect::Postgres => now.into(),
-    }
 }
 
 /// A single create reports its error without the row number.
