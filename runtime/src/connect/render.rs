@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use indexmap::IndexMap;
+use minijinja::Environment;
 use minijinja::value::{Serde, Value};
-use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value as Json};
 
 use super::{ConnectorModel, OperationModel, Outgoing};
@@ -117,22 +117,7 @@ fn mapped(
 /// Path templates: every value printed is percent-encoded as one path segment.
 fn path_env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
-        env.set_formatter(|out, _state, value| {
-            if value.is_none() || value.is_undefined() {
-                return Ok(());
-            }
-            let text = match value.as_str() {
-                Some(s) => s.to_owned(),
-                None => value.to_string(),
-            };
-            out.write_str(&encode(&text))
-                .map_err(minijinja::Error::from)
-        });
-        env
-    })
+    ENV.get_or_init(|| crate::notify::render::escaping(encode))
 }
 
 /// Renders a path template over the record's values. The checker allows only

@@ -28,7 +28,7 @@ mod http;
 pub mod inbox;
 pub mod outbox;
 mod recipients;
-mod render;
+pub(crate) mod render;
 
 use serde_json::{Map, Value as Json, json};
 use trellis_engine::model::{Channel, Label, Recipient};

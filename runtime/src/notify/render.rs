@@ -92,22 +92,31 @@ fn text_env() -> &'static Environment<'static> {
 fn json_env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Chainable);
-        env.set_formatter(|out, _state, value| {
-            if value.is_none() || value.is_undefined() {
-                return Ok(());
-            }
-            let text = match value.as_str() {
-                Some(s) => s.to_owned(),
-                None => value.to_string(),
-            };
-            let quoted = Json::String(text).to_string();
-            out.write_str(&quoted[1..quoted.len() - 1])
-                .map_err(minijinja::Error::from)
-        });
-        env
+        escaping(|text| {
+            let quoted = Json::String(text.to_owned()).to_string();
+            quoted[1..quoted.len() - 1].to_owned()
+        })
     })
+}
+
+/// A template environment that prints every value through `escape` (and
+/// nothing for a missing one): what keeps values inside their place in a
+/// JSON body or a URL path.
+pub(crate) fn escaping(escape: fn(&str) -> String) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    env.set_formatter(move |out, _state, value| {
+        if value.is_none() || value.is_undefined() {
+            return Ok(());
+        }
+        let text = match value.as_str() {
+            Some(s) => s.to_owned(),
+            None => value.to_string(),
+        };
+        out.write_str(&escape(&text))
+            .map_err(minijinja::Error::from)
+    });
+    env
 }
 
 /// Renders a message template; one that fails is used as written (and logged),
