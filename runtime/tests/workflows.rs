@@ -42,6 +42,11 @@ fields:
       product: {type: text}
       qty: {type: integer}
 actions:
+  - action: spin
+    roles: [finance]
+    guard:
+      script: "let i = 0; while i >= 0 { i += 1; } true"
+      message: {en: Never shown}
   - action: open_portal
     roles: [finance]
     effects:
@@ -1099,6 +1104,30 @@ async fn an_action_opens_a_portal_account_and_mails_its_password() {
             .await,
             1
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_runaway_guard_is_a_script_error_not_its_message() {
+    each_backend("wf_guard_limit", async |store| {
+        let w = World::new(store).await;
+        let id = w.draft("10.00").await;
+        assert!(
+            !w.allowed("fin1", id).await.contains(&"spin".to_owned()),
+            "not offered"
+        );
+        let failed = w
+            .act("fin1", id, "spin", json!({}), None)
+            .await
+            .expect_err("stopped");
+        let (_, code, message) = field_errors(failed).remove(0);
+        assert_eq!(code, "script");
+        assert!(
+            message.contains("the guard of `spin`") && message.contains("100000 operations"),
+            "{message}"
+        );
+        assert_eq!(w.state(id).await, "draft");
     })
     .await;
 }

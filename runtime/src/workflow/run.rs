@@ -248,16 +248,27 @@ impl Workflows {
         let cx = self.writer.context(&me.user.actor, true);
         let staged =
             prepare(entity, &base, &decision.values, false, &cx).map_err(RecordError::Invalid)?;
-        if let Some(guard) = &action.guard
-            && !evaluate(entity, &staged, &cx, guard, &[]).is_ok_and(|v| v == Json::Bool(true))
-        {
-            let message = action
-                .def
-                .guard
-                .as_ref()
-                .map(|g| g.message.text("en").to_owned())
-                .unwrap_or_default();
-            return Err(invalid("", "guard", message));
+        if let Some(guard) = &action.guard {
+            match evaluate(entity, &staged, &cx, guard, &[]) {
+                Ok(Json::Bool(true)) => {}
+                Ok(_) => {
+                    let message = action
+                        .def
+                        .guard
+                        .as_ref()
+                        .map(|g| g.message.text("en").to_owned())
+                        .unwrap_or_default();
+                    return Err(invalid("", "guard", message));
+                }
+                // A broken guard is the model's fault, not a refusal to report.
+                Err(failure) => {
+                    return Err(invalid(
+                        "",
+                        "script",
+                        format!("the guard of `{name}`: {failure}"),
+                    ));
+                }
+            }
         }
         missing(&staged, &action.def.require, "this action")?;
         // Hooks read and write other records under the user's permissions, through

@@ -630,11 +630,12 @@ pub(crate) fn evaluate_line(
     run(cx.engine, &mut scope, script)
 }
 
+/// Runs a script under the sandbox's limits and clock; a failure says what
+/// happened and on which line of the script.
 fn run(engine: &rhai::Engine, scope: &mut Scope, script: &CompiledScript) -> Result<Json, String> {
-    engine
-        .eval_ast_with_scope::<Dynamic>(scope, script)
+    trellis_engine::script::run(engine, scope, script)
         .map(json_of)
-        .map_err(|e| e.to_string())
+        .map_err(|failure| failure.to_string())
 }
 
 /// The scope of a script over a record: every field as a variable, plus
