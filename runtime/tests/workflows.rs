@@ -1032,6 +1032,17 @@ async fn a_due_time_reminds_the_approvers_then_escalates_once() {
         // Leaving the state ends its due time.
         w.act("adam", id, "approve", json!({}), None).await.expect("approves");
         assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_workflow_due").await, 0);
+        // A due row whose record is gone tells nobody and does not come back.
+        common::exec(
+            &store,
+            "INSERT INTO trellis_workflow_due (app, entity, record_id, state, due_at) \
+             VALUES ('buy', 'request', 999999, 'submitted', ?)",
+            vec![store.dialect().time(submitted_at)],
+        )
+        .await
+        .expect("a stray row");
+        assert_eq!(pass(72).await, Some(0));
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM trellis_workflow_due").await, 0);
     })
     .await;
 }

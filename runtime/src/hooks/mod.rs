@@ -156,7 +156,7 @@ impl HookRun<'_> {
                 {
                     Ok(id) => self
                         .reader
-                        .get_on(self.txn, &entity, id, &Access::everything())
+                        .get_on(self.txn, &entity, id, &access)
                         .await
                         .map(|r| typed(&entity, r)),
                     Err(e) => Err(e),
@@ -203,8 +203,9 @@ impl HookRun<'_> {
                 self.cx,
             )
             .await?;
+        // Read back as the user sees it: a hook never learns a hidden field.
         self.reader
-            .get_on(self.txn, entity, id, &Access::everything())
+            .get_on(self.txn, entity, id, access)
             .await
             .map(|r| typed(entity, r))
     }

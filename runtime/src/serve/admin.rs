@@ -18,13 +18,12 @@ use crate::oplog::{LogQuery, OPERATION_LOG, query_log};
 use crate::session::LOGIN_LOG;
 use crate::store::ColumnKind;
 
-fn require_admin(caller: &Caller) -> Result<(), Problem> {
+/// Refuses callers without the `admin` role (every administration endpoint).
+pub(super) fn require_admin(caller: &Caller) -> Result<(), Problem> {
     if caller.user.is_admin() {
         Ok(())
     } else {
-        Err(Problem::forbidden(
-            "only administrators may manage accounts",
-        ))
+        Err(Problem::forbidden("only administrators may do this"))
     }
 }
 

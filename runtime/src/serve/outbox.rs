@@ -10,21 +10,12 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::admin::require_admin;
 use super::auth::Caller;
 use super::body::JsonBody;
 use super::problem::{Problem, ProblemField, internal};
 use crate::notify::channels::{self, ChannelChange, ChannelError};
 use crate::notify::outbox::{self, OutboxQuery, Requeue};
-
-fn require_admin(caller: &Caller) -> Result<(), Problem> {
-    if caller.user.is_admin() {
-        Ok(())
-    } else {
-        Err(Problem::forbidden(
-            "only administrators may manage channels and the outbox",
-        ))
-    }
-}
 
 fn no_channel(name: &str) -> Problem {
     Problem::not_found(format!("there is no channel `{name}`"))

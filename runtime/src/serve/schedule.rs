@@ -8,19 +8,10 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::admin::require_admin;
 use super::auth::Caller;
 use super::problem::{Problem, internal};
 use crate::schedule::{Kind, runs};
-
-fn require_admin(caller: &Caller) -> Result<(), Problem> {
-    if caller.user.is_admin() {
-        Ok(())
-    } else {
-        Err(Problem::forbidden(
-            "only administrators may see and run scheduled items",
-        ))
-    }
-}
 
 /// `GET /api/v1/admin/schedules`: every scheduled item of the deployed apps.
 pub async fn items(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, Problem> {

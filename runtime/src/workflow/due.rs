@@ -158,16 +158,24 @@ pub async fn remind_and_escalate(
             .is_some_and(|t| t <= now);
         let escalate = overdue && !time("escalated_at")?;
         let remind = !escalate && time("remind_at")? && !time("reminded_at")?;
+        // A row whose record is gone, or whose state has no due time in the
+        // deployed model any more, ends here instead of coming back each pass.
+        let mut forget = Query::delete();
+        forget
+            .from_table(Alias::new(DUE))
+            .and_where(Expr::col(Alias::new("id")).eq(id));
         let (Some(entity), Some((actors, escalate_to))) = (
             catalog.entity(&app, &entity_name),
             recipients(&app, &entity_name, &state),
         ) else {
+            txn.execute(&forget).await?;
             continue;
         };
         let Some((_, base)) =
             crate::read::load::load(&txn, dialect, &entity, record_id, false, Condition::all())
                 .await?
         else {
+            txn.execute(&forget).await?;
             continue;
         };
         let mut values = base.values;
