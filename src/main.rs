@@ -79,6 +79,20 @@ enum Command {
         #[arg(long)]
         allow_destructive: bool,
     },
+    /// Run the apps' tests (`tests/*.yaml`), each on a fresh database; exits 1
+    /// when a case fails.
+    Test {
+        /// App folders whose tests run (apps they depend on are found beside them).
+        #[arg(required = true)]
+        apps: Vec<PathBuf>,
+        /// `postgres://…` of a server where each case gets a database of its own
+        /// (created and dropped); SQLite in a temporary folder otherwise.
+        #[arg(long)]
+        database: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
     /// Run a benchmark suite and print figures with their ratio to a raw baseline.
     Bench(bench::Options),
 }
@@ -114,11 +128,17 @@ enum GraphFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Structured logs on stderr; `TRELLIS_LOG` filters them (`debug`, `trellis_runtime=trace`).
+    // A test run reports its cases itself: the failed runs a scenario provokes
+    // on purpose are not news.
+    let default_filter = match cli.command {
+        Command::Test { .. } => "error",
+        _ => "info,sqlx=warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
     match run(cli.command) {
@@ -217,6 +237,61 @@ async fn migrate(
     }
     store.close().await.map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Checks the apps, then runs the tests of the named ones: a line per case
+/// and a summary (or one JSON document); 1 when a case fails.
+fn test(apps: Vec<PathBuf>, database: Option<String>, format: Format) -> Result<ExitCode, String> {
+    use trellis_runtime::apptest::{self, TestDatabase};
+    let report = trellis_engine::check(&apps);
+    let Some(model) = report.model else {
+        match format {
+            Format::Human => eprint!("{}", report.diagnostics.render()),
+            Format::Json => {
+                let json = serde_json::to_string_pretty(&report.diagnostics.0)
+                    .map_err(|e| e.to_string())?;
+                println!("{json}");
+            }
+        }
+        return Ok(ExitCode::from(1));
+    };
+    if !report.diagnostics.0.is_empty() {
+        eprint!("{}", report.diagnostics.render());
+    }
+    let named: Vec<PathBuf> = apps.iter().filter_map(|a| a.canonicalize().ok()).collect();
+    let names: Vec<String> = model
+        .apps()
+        .iter()
+        .filter(|a| a.dir.canonicalize().is_ok_and(|d| named.contains(&d)))
+        .map(|a| a.name())
+        .collect();
+    let database = match database {
+        Some(url) if url.starts_with("postgres") => TestDatabase::Postgres(url),
+        Some(url) => return Err(format!("--database takes a postgres:// URL, not `{url}`")),
+        None => TestDatabase::Sqlite,
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let human = matches!(format, Format::Human);
+    let reports = runtime.block_on(apptest::run(&model, &names, &database, |case| {
+        if human {
+            println!("{}", case.line());
+        }
+    }));
+    let failed = reports.iter().filter(|r| !r.passed).count();
+    let passed = reports.len() - failed;
+    match format {
+        Format::Human => println!("{passed} passed, {failed} failed"),
+        Format::Json => {
+            let doc = serde_json::json!({"cases": reports, "passed": passed, "failed": failed});
+            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The app folders to run: those named, else every app under `apps/`; plus the
@@ -330,6 +405,11 @@ fn run(command: Command) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(options) => bench::run(options),
+        Command::Test {
+            apps,
+            database,
+            format,
+        } => test(apps, database, format),
         Command::Serve { target, bind, demo } => {
             let Some(model) = checked_apps(target.apps.clone(), target.examples) else {
                 return Ok(ExitCode::from(1));

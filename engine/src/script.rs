@@ -101,6 +101,9 @@ pub enum FailureKind {
     Limit,
     /// The script threw a value (`throw "..."`).
     Thrown,
+    /// A hook refused the change on purpose (`refuse("...")`): the message is
+    /// the model's, for the person who asked, not a fault to debug.
+    Refused,
     /// The script went wrong: a wrong type, an unknown function or property,
     /// an index out of bounds, an arithmetic error.
     Error,
@@ -195,6 +198,11 @@ fn failure(engine: &Engine, error: EvalAltResult) -> ScriptFailure {
             engine.max_variables()
         )),
         EvalAltResult::ErrorTooManyModules(_) => limit("stopped: modules are unavailable".into()),
+        EvalAltResult::ErrorRuntime(value, _) if value.is::<Refusal>() => ScriptFailure {
+            kind: FailureKind::Refused,
+            message: value.cast::<Refusal>().0,
+            line,
+        },
         EvalAltResult::ErrorRuntime(value, _) => ScriptFailure {
             kind: FailureKind::Thrown,
             message: if value.is_unit() {
@@ -406,9 +414,24 @@ fn register_decimal_mixing(engine: &mut Engine) {
     engine.register_fn("max", |a: f64, b: Decimal| exact(a).max(b));
 }
 
+/// What `refuse(message)` throws: a value no script can make otherwise, so a
+/// refusal is told apart from any other thrown value.
+#[derive(Debug, Clone)]
+struct Refusal(String);
+
 /// Small pure helpers that model scripts may call.
 fn register_helpers(engine: &mut Engine) {
     register_decimal_mixing(engine);
+    // A hook's way to say no: the change is refused with this message.
+    engine.register_fn(
+        "refuse",
+        |message: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+            Err(Box::new(rhai::EvalAltResult::ErrorRuntime(
+                Dynamic::from(Refusal(message.to_owned())),
+                rhai::Position::NONE,
+            )))
+        },
+    );
     // Whole days from one `YYYY-MM-DD` date to another (negative when `to` is earlier).
     engine.register_fn("days_between", |from: &str, to: &str| -> Dynamic {
         let parse =

@@ -83,6 +83,22 @@ fn errors_of_the_script_are_not_limits() {
 }
 
 #[test]
+fn a_refusal_is_told_apart_from_a_thrown_value() {
+    let sandbox = ScriptSandbox::new();
+    let refused = run(
+        &sandbox,
+        "let x = 1;\nif x > 0 { refuse(\"Credit exceeded\") }",
+    )
+    .expect_err("refuses");
+    assert_eq!(refused.kind, FailureKind::Refused);
+    assert_eq!(refused.message, "Credit exceeded");
+    assert_eq!(refused.line, Some(2));
+    // A script cannot make a refusal by throwing its text.
+    let thrown = run(&sandbox, "throw \"Credit exceeded\"").expect_err("throws");
+    assert_eq!(thrown.kind, FailureKind::Thrown);
+}
+
+#[test]
 fn a_sum_over_a_thousand_lines_fits_the_limits() {
     let sandbox = ScriptSandbox::new();
     let lines: rhai::Array = (0..1000_i64)

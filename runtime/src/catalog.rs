@@ -349,6 +349,7 @@ fn entity_model(
                 when: None,
                 normalize: false,
                 message: None,
+                show: Vec::new(),
             });
         }
     }

@@ -10,7 +10,9 @@
 //! [`trellis_engine::CheckedModel`].
 
 pub mod account;
+pub mod apptest;
 pub mod catalog;
+pub mod clock;
 pub mod connect;
 pub mod demo;
 pub mod deploy;
@@ -22,12 +24,14 @@ pub mod read;
 pub mod record;
 pub mod schedule;
 pub mod serve;
+pub mod services;
 pub mod session;
 pub mod store;
 pub mod workflow;
 pub mod write;
 
 pub use catalog::Catalog;
+pub use clock::Clock;
 pub use deploy::{DeployError, SchemaPlan, deploy, deploy_model, plan, plan_model};
 pub use read::{Access, ListQuery, Page, Paging, RecordReader, Total};
 pub use record::{Actor, FieldError, Record, RecordError};

@@ -1,7 +1,7 @@
 //! Entity hooks on SQLite and PostgreSQL: `create` and `update` rules run
 //! after the write with the record API, in its transaction and under the
 //! writer's roles; what they assign to `record` is written back; `delete`
-//! rules may refuse; a failing hook leaves nothing behind; hooks that set each
+//! rules may refuse (`refuse`, a `guard` error in the model's words); a failing hook leaves nothing behind; hooks that set each
 //! other off stop at a depth.
 
 mod common;
@@ -32,7 +32,7 @@ rules:
   - name: pinned_stay
     on: delete
     script: |
-      if record.pinned == true { throw \"pinned customers stay\"; }
+      if record.pinned == true { refuse(\"Pinned customers stay\"); }
 ";
 const FOLLOW_UP: &str = "
 label: Follow-up
@@ -264,15 +264,18 @@ async fn a_refused_hook_leaves_nothing_behind() {
         );
         assert!(w.get("customer", acme).await["last_contact"].is_null());
 
-        // A delete hook refuses a pinned customer.
+        // A delete hook refuses a pinned customer in the model's own words.
         let customers = w.catalog.entity("crm", "customer").expect("entity");
-        let (_, kept) = message(
+        let (code, kept) = message(
             w.writer
                 .delete(&customers, acme, &Actor::system(), &Access::everything())
                 .await
                 .expect_err("pinned"),
         );
-        assert!(kept.contains("pinned customers stay"), "{kept}");
+        assert_eq!(
+            (code.as_str(), kept.as_str()),
+            ("guard", "Pinned customers stay")
+        );
         assert_eq!(
             count(&w.store, "SELECT COUNT(*) FROM crm__customer").await,
             1

@@ -170,7 +170,7 @@ fn report(matched: i64, notified: i64) -> Report {
     Report {
         matched,
         notified,
-        error: None,
+        ..Report::default()
     }
 }
 

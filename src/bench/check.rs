@@ -63,7 +63,7 @@ fn check_suite(iterations: u32) -> Result<Vec<(&'static str, Duration, Duration)
     Ok(cases)
 }
 
-fn mean(iterations: u32, mut f: impl FnMut()) -> Duration {
+pub(super) fn mean(iterations: u32, mut f: impl FnMut()) -> Duration {
     f();
     let start = Instant::now();
     for _ in 0..iterations {
@@ -72,7 +72,7 @@ fn mean(iterations: u32, mut f: impl FnMut()) -> Duration {
     start.elapsed() / iterations
 }
 
-fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
+pub(super) fn yaml_files(dir: &std::path::Path) -> Vec<PathBuf> {
     files_ending(dir, "yaml")
 }
 

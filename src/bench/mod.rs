@@ -2,6 +2,7 @@
 //! raw baseline measured in the same run, so results travel between machines.
 
 mod api;
+mod apps;
 mod check;
 mod http;
 mod rules;
@@ -25,6 +26,9 @@ pub enum Suite {
     /// A workflow guard and a computed field per evaluation, and a workflow
     /// action over HTTP, against a PATCH of the same record.
     Rules,
+    /// The bundled apps: checking `apps/crm` and `apps/order`, and a page of
+    /// sales orders over seeded orders (default 100,000).
+    Apps,
 }
 
 /// Where the store suite runs.
@@ -42,7 +46,7 @@ pub struct Options {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// `check`: how many times each app is checked (default 200). `rules`: the
+    /// `check`, `apps`: how many times each app is checked (default 200). `rules`: the
     /// requests of each HTTP case (default 3,200); the evaluation cases run ten
     /// times as many evaluations.
     #[arg(long)]
@@ -50,13 +54,13 @@ pub struct Options {
     /// `store`, `api`, `rules`: the database to measure.
     #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
     pub backend: Backend,
-    /// `store`, `api`: how many records to seed (default 1,000,000 and 100,000).
+    /// `store`, `api`, `apps`: how many records to seed (default 1,000,000, 100,000 and 100,000).
     #[arg(long)]
     pub rows: Option<u64>,
     /// `store`: records per insert transaction (an import's batch size).
     #[arg(long, default_value_t = 10_000)]
     pub batch: u64,
-    /// `store`, `api`, `rules` on PostgreSQL: a server URL whose user may create databases.
+    /// `store`, `api`, `rules`, `apps` on PostgreSQL: a server URL whose user may create databases.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 }
@@ -154,6 +158,22 @@ pub fn run(options: Options) -> Result<ExitCode, String> {
             (
                 "api",
                 json!({"backend": backend_name(options.backend), "rows": rows, "connections": 32}),
+                report.cases,
+            )
+        }
+        Suite::Apps => {
+            let rows = options.rows.unwrap_or(100_000).max(1_000);
+            let iterations = options.iterations.unwrap_or(200).max(1);
+            let report = apps::run(
+                options.backend,
+                rows,
+                iterations,
+                options.database_url.clone(),
+            )?;
+            figures = report.figures;
+            (
+                "apps",
+                json!({"backend": backend_name(options.backend), "rows": rows, "iterations": iterations}),
                 report.cases,
             )
         }

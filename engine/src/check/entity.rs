@@ -99,6 +99,21 @@ pub(super) fn check_entity(ctx: &mut Ctx, item: &Item<Entity>) {
         if let Some(when) = &key.when {
             ctx.filter(file, &format!("{at}/when"), when, fields);
         }
+        for (j, name) in key.show.iter().enumerate() {
+            let fat = format!("{at}/show/{j}");
+            if let Some(f) = ctx.field(file, &fat, fields, name, &item.name)
+                && matches!(
+                    f.kind,
+                    FieldType::Table | FieldType::Json | FieldType::Attachment
+                )
+            {
+                ctx.push(file.error(
+                    Code::WrongFieldType,
+                    &fat,
+                    format!("{} cannot be shown in a duplicate error", a_field(f.kind)),
+                ));
+            }
+        }
     }
     for (i, index) in e.indexes.iter().enumerate() {
         ctx.fields(

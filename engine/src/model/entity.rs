@@ -260,6 +260,11 @@ pub struct UniqueKey {
     /// The error shown on a duplicate; the existing record is named after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Label>,
+    /// Fields of the existing record the duplicate error names (`[code, owner]`),
+    /// even to a caller who may not see that record: whoever collides with a
+    /// master record has to learn whose it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub show: Vec<String>,
 }
 
 /// An index over one or more fields.

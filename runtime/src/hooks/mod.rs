@@ -99,6 +99,14 @@ impl HookRun<'_> {
         };
         if let Err(failure) = result {
             let code = match failure.kind {
+                // The model said no: its message is the whole answer.
+                FailureKind::Refused => {
+                    return Err(RecordError::Invalid(vec![FieldError::new(
+                        "",
+                        "guard",
+                        failure.message,
+                    )]));
+                }
                 FailureKind::Limit => "script_limit",
                 FailureKind::Thrown => "hook",
                 FailureKind::Error => "script",

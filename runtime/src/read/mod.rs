@@ -142,12 +142,13 @@ impl Access {
 /// rows), plus an optional filter of the request, which may not name hidden fields.
 pub(crate) fn access_condition(
     catalog: &Catalog,
-    dialect: Dialect,
+    store: &Store,
     entity: &EntityModel,
     access: &Access,
     filter: Option<&Filter>,
 ) -> Result<Condition, RecordError> {
-    let now = chrono::Utc::now();
+    let dialect = store.dialect();
+    let now = store.clock().now();
     let bindings = Bindings {
         user: &access.user,
         today: now.date_naive(),
@@ -257,7 +258,7 @@ impl RecordReader {
         access: &Access,
         filter: Option<&Filter>,
     ) -> Result<Condition, RecordError> {
-        access_condition(&self.catalog, self.store.dialect(), entity, access, filter)
+        access_condition(&self.catalog, &self.store, entity, access, filter)
     }
 
     /// One record with its lines and link titles; `NotFound` when it does not

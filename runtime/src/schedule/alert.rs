@@ -128,7 +128,7 @@ pub async fn run(
     let report = Report {
         matched: matches.len() as i64,
         notified,
-        error: None,
+        ..Report::default()
     };
     runs::finish_run(&txn, dialect, name, run_id, &report).await?;
     txn.commit().await?;

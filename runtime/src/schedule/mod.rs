@@ -267,7 +267,7 @@ impl Scheduler {
         if !self.items.contains_key(name) {
             return Ok(None);
         }
-        let now = Utc::now();
+        let now = self.store.clock().now();
         let run_id = runs::start_run(
             self.store.connection(),
             self.store.dialect(),
@@ -295,6 +295,7 @@ impl Scheduler {
         match ran {
             Ok(report) => Ok(report),
             Err(error) => {
+                let failure = error.to_field_errors();
                 let message = match error {
                     RecordError::Store(e) => e.to_string(),
                     other => other.to_string(),
@@ -302,6 +303,7 @@ impl Scheduler {
                 tracing::warn!(item = name, error = %message, "a scheduled run failed");
                 let report = Report {
                     error: Some(message),
+                    failure,
                     ..Report::default()
                 };
                 let dialect = self.store.dialect();
@@ -360,7 +362,7 @@ impl Scheduler {
         let report = Report {
             matched: reminded + escalated,
             notified: reminded + escalated,
-            error: None,
+            ..Report::default()
         };
         runs::finish_run(
             self.store.connection(),
@@ -377,11 +379,11 @@ impl Scheduler {
     pub fn start(self) -> Running {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
-            if let Err(e) = self.register(Utc::now()).await {
+            if let Err(e) = self.register(self.store.clock().now()).await {
                 tracing::error!(error = %e, "the scheduler cannot register its items");
             }
             loop {
-                if let Err(e) = self.tick(Utc::now()).await {
+                if let Err(e) = self.tick(self.store.clock().now()).await {
                     tracing::warn!(error = %e, "a scheduler tick failed");
                 }
                 tokio::select! {

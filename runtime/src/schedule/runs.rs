@@ -161,6 +161,10 @@ pub struct Report {
     pub notified: i64,
     /// Why the run failed; none when it succeeded.
     pub error: Option<String>,
+    /// The failure as field errors with their codes (`script`, `rule`…), for
+    /// callers that tell failures apart (app tests); not part of the API.
+    #[serde(skip)]
+    pub failure: Vec<crate::record::FieldError>,
 }
 
 /// Records the end of a run, and the item's last result, on `conn` (an

@@ -29,27 +29,19 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::account::{AdminAccount, ensure_admin};
-use crate::catalog::Catalog;
 use crate::oplog::OperationLog;
-use crate::permission::Permissions;
-use crate::read::RecordReader;
+use crate::services::Services;
 use crate::store::Store;
-use crate::write::RecordWriter;
 use problem::Problem;
 
-/// What the server shares between requests.
+/// What the server shares between requests: the deployment's [`Services`]
+/// (reached through `Deref`, as `state.writer`), and what only HTTP needs.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub catalog: Arc<Catalog>,
-    pub permissions: Arc<Permissions>,
-    pub reader: Arc<RecordReader>,
-    pub writer: Arc<RecordWriter>,
+    pub services: Services,
     pub metrics: Arc<observe::Metrics>,
     pub operations: OperationLog,
     pub sessions: Arc<crate::session::SessionCache>,
-    pub workflows: crate::workflow::Workflows,
-    pub scheduler: crate::schedule::Scheduler,
     /// Connector base URLs and credentials for lookups (the process environment).
     pub environment: crate::connect::Environment,
 }
@@ -61,34 +53,21 @@ impl AppState {
     /// The state for serving `model` from `store`; starts the operation log
     /// writer, so it must be called inside the Tokio runtime.
     pub fn new(store: Store, model: &trellis_engine::CheckedModel) -> AppState {
-        let catalog = Arc::new(Catalog::new(model));
-        let permissions = Arc::new(Permissions::new(model));
-        let writer =
-            RecordWriter::new(store.clone(), catalog.clone()).with_permissions(permissions.clone());
-        let reader = Arc::new(RecordReader::new(store.clone(), catalog.clone()));
         AppState {
             metrics: Arc::default(),
             sessions: Arc::default(),
             environment: crate::connect::Environment::process(),
             operations: OperationLog::start(store.clone()),
-            scheduler: crate::schedule::Scheduler::new(
-                model,
-                catalog.clone(),
-                store.clone(),
-                reader.clone(),
-            ),
-            reader,
-            writer: Arc::new(writer.clone()),
-            workflows: crate::workflow::Workflows::new(
-                model,
-                catalog.clone(),
-                writer,
-                permissions.clone(),
-            ),
-            permissions,
-            catalog,
-            store,
+            services: Services::new(store, model),
         }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 

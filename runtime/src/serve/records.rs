@@ -38,28 +38,7 @@ pub(super) fn allowed(
     entity: &EntityModel,
     op: Operation,
 ) -> Result<Access, Problem> {
-    state
-        .permissions
-        .access(&caller.user, entity, op)
-        .ok_or_else(|| {
-            Problem::forbidden(format!(
-                "your roles do not allow {} on {}",
-                serde_json::to_value(op)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                entity.name
-            ))
-        })
-}
-
-/// The access a record is shown under after a write: the caller's read access,
-/// or, for a role that may write but not read, the write's own.
-fn shown_under(state: &AppState, caller: &Caller, entity: &EntityModel, write: Access) -> Access {
-    state
-        .permissions
-        .access(&caller.user, entity, Operation::Read)
-        .unwrap_or(write)
+    Ok(state.access(&caller.user, entity, op)?)
 }
 
 /// Record ids in paths are integers; anything else names no record.
@@ -153,9 +132,9 @@ pub async fn list(
     caller: Caller,
 ) -> Result<axum::Json<Json>, Problem> {
     let entity = entity(&state, &app, &name)?;
-    let access = allowed(&state, &caller, &entity, Operation::Read)?;
+    allowed(&state, &caller, &entity, Operation::Read)?;
     let query = list_query(&params)?;
-    let page = state.reader.list(&entity, &query, &access).await?;
+    let page = state.list(&caller.user, &entity, &query).await?;
     let (total, exact) = match page.total {
         Total::Exact(n) => (n, true),
         Total::AtLeast(n) => (n, false),
@@ -176,13 +155,7 @@ pub async fn create(
     JsonBody(input): JsonBody<Map<String, Json>>,
 ) -> Result<Response, Problem> {
     let entity = entity(&state, &app, &name)?;
-    let access = allowed(&state, &caller, &entity, Operation::Create)?;
-    let created = state
-        .writer
-        .create(&entity, input, &caller.user.actor, &access)
-        .await?;
-    let shown = shown_under(&state, &caller, &entity, access);
-    let record = state.reader.get(&entity, created.id, &shown).await?;
+    let record = state.create(&caller.user, &entity, input).await?;
     let location = format!("/api/v1/{app}/{name}/{}", record.id);
     let mut response = with_etag(StatusCode::CREATED, record);
     if let Ok(location) = HeaderValue::from_str(&location) {
@@ -312,18 +285,12 @@ pub async fn update(
     JsonBody(mut patch): JsonBody<Map<String, Json>>,
 ) -> Result<Response, Problem> {
     let entity = entity(&state, &app, &name)?;
-    let access = allowed(&state, &caller, &entity, Operation::Update)?;
+    allowed(&state, &caller, &entity, Operation::Update)?;
     let id = record_id(&id)?;
     let version = expected_version(&headers, &mut patch)?;
-    for system in ["id", "created_at", "created_by", "updated_at", "updated_by"] {
-        patch.remove(system);
-    }
-    state
-        .writer
-        .update(&entity, id, version, patch, &caller.user.actor, &access)
+    let record = state
+        .update(&caller.user, &entity, id, version, patch)
         .await?;
-    let shown = shown_under(&state, &caller, &entity, access);
-    let record = state.reader.get(&entity, id, &shown).await?;
     Ok(with_etag(StatusCode::OK, record))
 }
 
@@ -334,11 +301,8 @@ pub async fn delete(
     caller: Caller,
 ) -> Result<StatusCode, Problem> {
     let entity = entity(&state, &app, &name)?;
-    let access = allowed(&state, &caller, &entity, Operation::Delete)?;
-    state
-        .writer
-        .delete(&entity, record_id(&id)?, &caller.user.actor, &access)
-        .await?;
+    allowed(&state, &caller, &entity, Operation::Delete)?;
+    state.delete(&caller.user, &entity, record_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

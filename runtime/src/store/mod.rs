@@ -14,6 +14,7 @@ use sea_orm::{
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 
+pub use crate::clock::Clock;
 pub use dialect::Dialect;
 pub use layout::{Column, ColumnKind, Layout, LayoutError, Table, TableIndex};
 
@@ -28,11 +29,12 @@ pub enum StoreError {
     Database(#[from] DbErr),
 }
 
-/// An open database.
+/// An open database, and the clock record logic reads (see [`Clock`]).
 #[derive(Debug, Clone)]
 pub struct Store {
     conn: DatabaseConnection,
     dialect: Dialect,
+    clock: Clock,
 }
 
 impl Store {
@@ -77,7 +79,11 @@ impl Store {
                 target: redact(url),
                 source,
             })?;
-        Ok(Store { conn, dialect })
+        Ok(Store {
+            conn,
+            dialect,
+            clock: Clock::real(),
+        })
     }
 
     /// Opens (creating it if needed) the SQLite database of a data directory.
@@ -95,6 +101,19 @@ impl Store {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// The same database, with record logic on `clock` (an app test's date).
+    /// Clones share the connection pool; each keeps its own clock.
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of record logic: defaults, `$today` in filters, workflow times,
+    /// scheduled runs. Sessions, delivery and metrics keep the real time.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     pub fn connection(&self) -> &DatabaseConnection {

@@ -99,13 +99,15 @@ pub struct Subject<'a> {
     pub id: i64,
 }
 
+/// Writes one decision, dated `at` (the store's clock).
 pub async fn write<C: ConnectionTrait>(
     conn: &C,
     dialect: Dialect,
     subject: Subject<'_>,
     entry: NewEntry<'_>,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), RecordError> {
-    let at = dialect.time(chrono::Utc::now());
+    let at = dialect.time(at);
     let mut insert = Query::insert();
     insert
         .into_table(Alias::new(WORKFLOW_HISTORY))

@@ -89,7 +89,7 @@ impl Workflows {
         user: crate::permission::User,
         can_update: bool,
     ) -> Result<Me, RecordError> {
-        let today = chrono::Utc::now().date_naive();
+        let today = self.writer.store().clock().today();
         let deputising =
             approvers::deputising(self.writer.store().connection(), user.id, today).await?;
         Ok(Me {
@@ -221,6 +221,7 @@ impl Workflows {
                 dialect,
                 subject(entity, id),
                 entry(Kind::Signoff, None),
+                store.clock().now(),
             )
             .await?;
             txn.commit().await?;
@@ -238,6 +239,7 @@ impl Workflows {
                 dialect,
                 subject(entity, id),
                 entry(Kind::Approval, None),
+                store.clock().now(),
             )
             .await?;
             txn.commit().await?;
@@ -339,6 +341,7 @@ impl Workflows {
             dialect,
             subject(entity, id),
             entry(Kind::Transition, target.or(state.as_deref())),
+            cx.now,
         )
         .await?;
         if let Some(to) = target.filter(|to| Some(*to) != state.as_deref()) {
@@ -441,7 +444,7 @@ impl Workflows {
             target_user: None,
             comment,
         };
-        history::write(&txn, dialect, subject(entity, id), entry).await?;
+        history::write(&txn, dialect, subject(entity, id), entry, cx.now).await?;
         txn.commit().await?;
         self.outcome(entity, id, true).await
     }
@@ -501,7 +504,8 @@ impl Workflows {
             target_user: Some(to),
             comment,
         };
-        history::write(&txn, dialect, subject(entity, id), entry).await?;
+        let at = store.clock().now();
+        history::write(&txn, dialect, subject(entity, id), entry, at).await?;
         txn.commit().await?;
         self.outcome(entity, id, false).await
     }

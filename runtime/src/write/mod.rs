@@ -5,6 +5,7 @@
 //! → the entity's `create`/`update` hooks ([`hooks`]; `delete` hooks run
 //! before a delete).
 
+mod duplicate;
 mod hooks;
 pub mod numbering;
 pub mod prepare;
@@ -58,7 +59,7 @@ impl RecordWriter {
     /// from the model (workflow effects), not from a caller's input: they may set
     /// the state field and read-only fields.
     pub(crate) fn context<'a>(&'a self, actor: &'a Actor, trusted: bool) -> Context<'a> {
-        let now = chrono::Utc::now();
+        let now = self.store.clock().now();
         Context {
             actor,
             today: now.date_naive(),
@@ -232,7 +233,7 @@ impl RecordWriter {
         self.check_links(txn, entity, &prepared, None, access)
             .await?;
         if !entity.unique.is_empty() {
-            let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+            let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
             for (row, record) in prepared.iter().enumerate() {
                 self.check_unique(txn, entity, record, None, access, &scope)
                     .await
@@ -379,7 +380,7 @@ impl RecordWriter {
         access: &Access,
     ) -> Result<(Record, Prepared), RecordError> {
         let dialect = self.store.dialect();
-        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
         load(txn, dialect, entity, id, true, scope)
             .await?
             .ok_or(RecordError::NotFound {
@@ -405,7 +406,7 @@ impl RecordWriter {
     ) -> Result<Prepared, RecordError> {
         let dialect = self.store.dialect();
         let actor = cx.actor;
-        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
         let record = prepare(entity, base, patch, false, cx).map_err(RecordError::Invalid)?;
         self.check_unique(txn, entity, &record, Some(id), access, &scope)
             .await?;
@@ -498,7 +499,7 @@ impl RecordWriter {
         access: &Access,
     ) -> Result<(), RecordError> {
         let cx = self.context(actor, false);
-        let scope = access_condition(&self.catalog, self.store.dialect(), entity, access, None)?;
+        let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
         let txn = self.store.begin_write().await?;
         self.delete_in(&txn, entity, id, &cx, 0, scope).await?;
         txn.commit().await?;
@@ -702,12 +703,16 @@ impl RecordWriter {
                     Some(t) => Some(format!("{} {t} (#{other})", entity.name)),
                     None => Some(format!("{} #{other}", entity.name)),
                 };
-                let message = match (&key.message, named) {
+                let mut message = match (&key.message, named) {
                     (Some(m), Some(named)) => format!("{}: {named}", m.text("en")),
                     (Some(m), None) => m.text("en").to_owned(),
                     (None, Some(named)) => format!("already used by {named}"),
                     (None, None) => "already used by another record".to_owned(),
                 };
+                let shown = duplicate::shown(txn, dialect, entity, other, &key.show).await?;
+                if !shown.is_empty() {
+                    message = format!("{message} ({})", shown.join(", "));
+                }
                 return Err(RecordError::Invalid(vec![FieldError::new(
                     &key.fields[0],
                     "unique",
@@ -730,7 +735,6 @@ impl RecordWriter {
         before: Option<&Prepared>,
         access: &Access,
     ) -> Result<(), RecordError> {
-        let dialect = self.store.dialect();
         for (name, field) in &entity.fields {
             let Some(target) = &field.target_table else {
                 continue;
@@ -745,7 +749,7 @@ impl RecordWriter {
                 (Some(through), _) if !through.restricts_rows() => None,
                 (Some(through), Some(model)) => Some(access_condition(
                     &self.catalog,
-                    dialect,
+                    &self.store,
                     &model,
                     through,
                     None,
@@ -911,8 +915,7 @@ impl RecordWriter {
         if !access.restricts_rows() {
             return Ok(());
         }
-        let dialect = self.store.dialect();
-        let scope = access_condition(&self.catalog, dialect, entity, access, None)?;
+        let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q = Query::select();
             q.expr(Func::count(Expr::col(Alias::new("id"))))
