@@ -197,13 +197,29 @@ async fn serve(
     let state = trellis_runtime::serve::AppState::new(store.clone(), &model);
     if demo {
         use trellis_runtime::demo::{DemoOutcome, load_demo};
-        for outcome in load_demo(&model, &state.reader, &state.writer)
+        let (password, chosen) = match std::env::var("TRELLIS_DEMO_PASSWORD") {
+            Ok(p) => (p, true),
+            Err(_) => (
+                trellis_runtime::account::generate_password().map_err(|e| e.to_string())?,
+                false,
+            ),
+        };
+        for outcome in load_demo(&model, &state.reader, &state.writer, &password)
             .await
             .map_err(|e| format!("loading demo data: {e}"))?
         {
             match outcome {
-                DemoOutcome::Loaded { app, records } => {
-                    println!("demo data: {records} records loaded into {app}")
+                DemoOutcome::Loaded {
+                    app,
+                    records,
+                    accounts,
+                } => {
+                    println!("demo data: {records} records loaded into {app}");
+                    if accounts > 0 && !chosen {
+                        println!(
+                            "demo data: {accounts} demo accounts of {app} sign in with the password {password}, shown only this once"
+                        );
+                    }
                 }
                 DemoOutcome::Skipped { app } => {
                     println!("demo data: {app} holds records already; none added")

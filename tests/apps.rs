@@ -128,7 +128,10 @@ async fn the_runner_fails_a_case_at_the_step_that_differs() {
     let reports = run_app(&probe(), &TestDatabase::Sqlite)
         .await
         .expect("the probe checks");
-    assert_eq!(reports.len(), 4, "{reports:?}");
+    assert_eq!(reports.len(), 6, "{reports:?}");
+    // Besides every kind of expectation, `passes` names the first record a
+    // keyed `list` lists and acts on it, filters with `$key` and user names,
+    // and expects `notified: []` after steps that told nobody.
     let passes = case(&reports, "passes");
     assert!(passes.passed, "{}", passes.line());
 
@@ -140,6 +143,19 @@ async fn the_runner_fails_a_case_at_the_step_that_differs() {
     assert_eq!((step, line), (Some(1), Some(5)), "{message}");
     assert!(
         message.contains("expected the error `required` on `title`, but the step succeeded"),
+        "{message}"
+    );
+
+    // `notified: []` means nobody: a step that notified someone differs.
+    let (step, line, message) = failure(&reports, "nobody_notified");
+    assert_eq!((step, line), (Some(2), Some(8)), "{message}");
+    assert_eq!(message, "expected nobody to be notified, but ann was");
+
+    // A keyed list that lists nothing has no record to name.
+    let (step, line, message) = failure(&reports, "empty_list_key");
+    assert_eq!((step, line), (Some(2), Some(8)), "{message}");
+    assert!(
+        message.contains("the list of `ticket` is empty, so `$large` names no record"),
         "{message}"
     );
 
@@ -174,7 +190,7 @@ fn trellis_test_prints_a_line_per_case_and_exits_1_on_a_failure() {
         ),
         "{stdout}"
     );
-    assert!(stdout.ends_with("1 passed, 3 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("1 passed, 5 failed\n"), "{stdout}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(["test", "examples/leave", "--format", "json"])

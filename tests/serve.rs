@@ -92,7 +92,7 @@ fn first_run_creates_the_admin_then_serves_and_stops_cleanly() {
         .expect("a generated password is printed once")
         .to_owned();
     assert_eq!(password.len(), 20);
-    assert!(printed.contains("apps: leave"), "{printed}");
+    assert!(printed.contains("apps: crm, order, leave"), "{printed}");
     assert!(
         data.join("trellis.db").is_file(),
         "the data directory and database are created"

@@ -623,18 +623,38 @@ fn resolve(operand: &Operand, vars: &Bindings) -> Value {
     }
 }
 
+/// Two values as numbers, when one is a number and the other a number or
+/// numeric text: exact numbers travel as text (`"12.50"`) and filters
+/// written in YAML hold numbers (`{qty: {gt: 0}}`).
+fn numbers(a: &Value, b: &Value) -> Option<(f64, f64)> {
+    let text = |v: &Value| v.as_str().and_then(|s| s.trim().parse::<f64>().ok());
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => Some((x.as_f64()?, y.as_f64()?)),
+        (Value::Number(x), y) => Some((x.as_f64()?, text(y)?)),
+        (x, Value::Number(y)) => Some((text(x)?, y.as_f64()?)),
+        _ => None,
+    }
+}
+
+/// Equality, numbers by value (`2`, `2.0` and `"2.00"` are the same).
+fn same(a: &Value, b: &Value) -> bool {
+    numbers(a, b).map_or_else(|| a == b, |(x, y)| x == y)
+}
+
 fn compare(field: &Value, op: Op, value: &Value) -> bool {
     use std::cmp::Ordering;
     let order = |a: &Value, b: &Value| -> Option<Ordering> {
+        if let Some((x, y)) = numbers(a, b) {
+            return x.partial_cmp(&y);
+        }
         match (a, b) {
-            (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
             (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
             _ => None,
         }
     };
     match op {
-        Op::Eq => field == value,
-        Op::Ne => field != value,
+        Op::Eq => same(field, value),
+        Op::Ne => !same(field, value),
         Op::Lt => order(field, value) == Some(Ordering::Less),
         Op::Lte => matches!(order(field, value), Some(Ordering::Less | Ordering::Equal)),
         Op::Gt => order(field, value) == Some(Ordering::Greater),
@@ -642,8 +662,12 @@ fn compare(field: &Value, op: Op, value: &Value) -> bool {
             order(field, value),
             Some(Ordering::Greater | Ordering::Equal)
         ),
-        Op::In => value.as_array().is_some_and(|vs| vs.contains(field)),
-        Op::NotIn => value.as_array().is_some_and(|vs| !vs.contains(field)),
+        Op::In => value
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| same(field, v))),
+        Op::NotIn => value
+            .as_array()
+            .is_some_and(|vs| !vs.iter().any(|v| same(field, v))),
         Op::Contains => match (field, value) {
             (Value::Array(items), v) => items.contains(v),
             (Value::String(s), Value::String(v)) => s.contains(v.as_str()),

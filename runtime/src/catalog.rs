@@ -79,6 +79,8 @@ pub struct EntityModel {
     pub title: Option<String>,
     pub search: Vec<String>,
     pub numbering: Option<Numbering>,
+    /// The category tree the records form, if any (`inherit`ed fields).
+    pub tree: Option<trellis_engine::model::Tree>,
     /// Declared unique keys, plus one per `unique: true` field.
     pub unique: Vec<UniqueKey>,
     pub computed: Vec<(String, CompiledScript)>,
@@ -326,6 +328,7 @@ fn entity_model(
         title: entity.title.clone(),
         search: entity.search.clone(),
         numbering: entity.numbering.clone(),
+        tree: entity.tree.clone(),
         unique: entity.unique.clone(),
         computed: Vec::new(),
         default_scripts: HashMap::new(),

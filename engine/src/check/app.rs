@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 
+use indexmap::IndexMap;
+
 use super::Ctx;
 use super::info::EntityInfo;
 use crate::diagnostic::Code;
 use crate::load::{Item, valid_name};
-use crate::model::{AppTest, DataFile, MenuItem};
+use crate::model::{AppTest, DataFile, Filter, MenuItem, TestUser};
 use crate::source::{SourceFile, escape};
 
 pub(super) fn check_manifest(ctx: &mut Ctx) {
@@ -118,35 +120,7 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
             format!("`{today}` is not a date (YYYY-MM-DD)"),
         ));
     }
-    for (name, user) in &t.users {
-        let uat = format!("/users/{}", escape(name));
-        ctx.roles(file, &format!("{uat}/roles"), &user.roles);
-        if let Some(manager) = &user.manager
-            && !t.users.contains_key(manager)
-        {
-            ctx.push(
-                file.error(
-                    Code::UnknownName,
-                    &format!("{uat}/manager"),
-                    format!("unknown user `{manager}`"),
-                )
-                .suggest(manager, t.users.keys().map(String::as_str)),
-            );
-        }
-        for attr in user.attributes.keys() {
-            if !ctx.ws.user_attributes.contains_key(attr) {
-                let known: Vec<&str> = ctx.ws.user_attributes.keys().map(String::as_str).collect();
-                ctx.push(
-                    file.key_error(
-                        Code::UnknownVariable,
-                        &format!("{uat}/attributes/{}", escape(attr)),
-                        format!("unknown user attribute `{attr}`"),
-                    )
-                    .suggest(attr, known),
-                );
-            }
-        }
-    }
+    users(ctx, file, "/users", &t.users);
     let mut keys: HashMap<String, &EntityInfo> = HashMap::new();
     for (i, given) in t.given.iter().enumerate() {
         let at = format!("/given/{i}");
@@ -192,9 +166,6 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
                 "list"
             };
             subject = ctx.entity(file, &format!("{at}/{field}"), entity);
-            if let (Some(key), Some(e)) = (&step.key, subject) {
-                keys.insert(key.clone(), e);
-            }
         }
         if let Some(record) = step.update.as_ref().or(step.delete.as_ref()) {
             let field = if step.update.is_some() {
@@ -257,7 +228,13 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
         let Some(entity) = subject else { continue };
         values(ctx, file, &format!("{at}/values"), &step.values, entity);
         if let Some(filter) = &step.filter {
-            ctx.filter(file, &format!("{at}/filter"), filter, &entity.fields);
+            let filter = Filter(named_records(&filter.0, &keys));
+            ctx.filter(file, &format!("{at}/filter"), &filter, &entity.fields);
+        }
+        if let Some(key) = &step.key
+            && (step.create.is_some() || step.list.is_some())
+        {
+            keys.insert(key.clone(), entity);
         }
         if let Some(expect) = &step.expect {
             values(
@@ -291,7 +268,7 @@ pub(super) fn check_test(ctx: &mut Ctx, item: &Item<AppTest>) {
             for name in expect.created.keys() {
                 ctx.entity(file, &format!("{at}/expect/created/{}", escape(name)), name);
             }
-            for (j, user) in expect.notified.iter().enumerate() {
+            for (j, user) in expect.notified.iter().flatten().enumerate() {
                 if !t.users.contains_key(user) {
                     ctx.push(file.error(
                         Code::UnknownName,
@@ -314,9 +291,33 @@ fn record_entity<'e>(
 ) -> Option<&'e EntityInfo> {
     let found = keys.get(key.trim_start_matches('$')).copied();
     if found.is_none() {
-        ctx.push(file.error(Code::UnknownName, ptr, format!("unknown record `{key}`")).with_help("name records with `key` in `given` or in a `create` step, and refer to them as `$key`"));
+        ctx.push(file.error(Code::UnknownName, ptr, format!("unknown record `{key}`")).with_help("name records with `key` in `given` or in a `create` or `list` step, and refer to them as `$key`"));
     }
     found
+}
+
+/// A step filter's values with each `$key` of an earlier record as an id
+/// (`0`), so that the filter is checked like any other; the runner puts in
+/// the records' ids.
+fn named_records(
+    map: &serde_json::Map<String, serde_json::Value>,
+    keys: &HashMap<String, &EntityInfo>,
+) -> serde_json::Map<String, serde_json::Value> {
+    fn value(v: &serde_json::Value, keys: &HashMap<String, &EntityInfo>) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(text)
+                if text.strip_prefix('$').is_some_and(|k| keys.contains_key(k)) =>
+            {
+                serde_json::Value::from(0)
+            }
+            serde_json::Value::Array(items) => items.iter().map(|item| value(item, keys)).collect(),
+            serde_json::Value::Object(map) => serde_json::Value::Object(named_records(map, keys)),
+            other => other.clone(),
+        }
+    }
+    map.iter()
+        .map(|(k, v)| (k.clone(), value(v, keys)))
+        .collect()
 }
 
 /// Field names in test values and demo data must exist (values are checked when they run).
@@ -341,12 +342,80 @@ fn values(
     }
 }
 
+/// The accounts of a scenario or of demo data: roles that exist, a manager
+/// among the same accounts, declared attributes.
+fn users(ctx: &mut Ctx, file: &SourceFile, at: &str, users: &IndexMap<String, TestUser>) {
+    for (name, user) in users {
+        let uat = format!("{at}/{}", escape(name));
+        ctx.roles(file, &format!("{uat}/roles"), &user.roles);
+        if let Some(manager) = &user.manager
+            && !users.contains_key(manager)
+        {
+            ctx.push(
+                file.error(
+                    Code::UnknownName,
+                    &format!("{uat}/manager"),
+                    format!("unknown user `{manager}`"),
+                )
+                .suggest(manager, users.keys().map(String::as_str)),
+            );
+        }
+        for attr in user.attributes.keys() {
+            if !ctx.ws.user_attributes.contains_key(attr) {
+                let known: Vec<&str> = ctx.ws.user_attributes.keys().map(String::as_str).collect();
+                ctx.push(
+                    file.key_error(
+                        Code::UnknownVariable,
+                        &format!("{uat}/attributes/{}", escape(attr)),
+                        format!("unknown user attribute `{attr}`"),
+                    )
+                    .suggest(attr, known),
+                );
+            }
+        }
+    }
+}
+
 pub(super) fn check_data(ctx: &mut Ctx, item: &Item<DataFile>) {
     let file = &*item.file;
-    let Some(entity) = ctx.entity(file, "/entity", &item.value.entity) else {
+    let data = &item.value;
+    users(ctx, file, "/accounts", &data.accounts);
+    let Some(entity_ref) = &data.entity else {
+        if !data.records.is_empty() || data.accounts.is_empty() {
+            ctx.push(file.error(
+                Code::InvalidValue,
+                "",
+                "a data file holds the `records` of one `entity`, or `accounts`",
+            ));
+        }
+        return;
+    };
+    if !data.accounts.is_empty() {
+        ctx.push(file.error(
+            Code::InvalidValue,
+            "/accounts",
+            "accounts go in a data file of their own, without `entity`",
+        ));
+    }
+    let Some(entity) = ctx.entity(file, "/entity", entity_ref) else {
         return;
     };
     for (i, record) in item.value.records.iter().enumerate() {
         values(ctx, file, &format!("/records/{i}"), record, entity);
+        // A demo record may start in any state of its workflow.
+        let Some(field) = &entity.state_field else {
+            continue;
+        };
+        if let Some(state) = record.get(field)
+            && !state
+                .as_str()
+                .is_some_and(|s| entity.states.iter().any(|k| k == s))
+        {
+            ctx.push(file.error(
+                Code::UnknownState,
+                &format!("/records/{i}/{}", escape(field)),
+                format!("`{state}` is not a state of `{}`", entity.name),
+            ));
+        }
     }
 }

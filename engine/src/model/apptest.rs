@@ -35,6 +35,9 @@ pub struct AppTest {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestUser {
+    /// The name people read (default: the account's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     /// The user's roles.
     pub roles: Vec<String>,
     /// The user's department.
@@ -89,10 +92,12 @@ pub struct Step {
     /// Run this job now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_job: Option<String>,
-    /// List records of this entity (with `filter`) as the user sees them.
+    /// List records of this entity (with `filter`) as the user sees them; with
+    /// `key`, the first of them (by id) is named for later steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<String>,
-    /// The filter of a `list` step.
+    /// The filter of a `list` step; its values may name records (`$key`) and,
+    /// in `user` fields, scenario users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// Field values for `create`, `update` and `action`.
@@ -101,7 +106,8 @@ pub struct Step {
     /// The comment of an `action`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// A name for the created record, used as `$key` later.
+    /// A name for the record a `create` step created or a `list` step listed
+    /// first, used as `$key` later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// What must hold after the step (default: it succeeds).
@@ -125,9 +131,10 @@ pub struct Expect {
     /// For `list` and `run_alert`: how many records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
-    /// Users who receive a notification from the step.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notified: Vec<String>,
+    /// Exactly the users notified by the step; `[]` means nobody, and
+    /// leaving it out checks nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<Vec<String>>,
     /// Records of other entities created by the step: entity → how many.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub created: IndexMap<String, u64>,
@@ -147,12 +154,18 @@ pub struct ExpectError {
     pub contains: Option<String>,
 }
 
-/// Demo records for one entity, loaded by `trellis serve --demo`.
+/// Demo data, loaded by `trellis serve --demo`: the records of one entity, or
+/// the user accounts the records name.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataFile {
-    /// The entity.
-    pub entity: String,
+    /// The entity of `records`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
     /// The records; a `_key` names a record for links from other records (`$key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<Values>,
+    /// Demo user accounts by login name, named in `user` fields as `$name`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub accounts: IndexMap<String, TestUser>,
 }

@@ -113,10 +113,10 @@ async fn observe(
         ),
         _ => None,
     };
-    let notified = if expect.notified.is_empty() {
-        BTreeSet::new()
-    } else {
+    let notified = if expect.notified.is_some() {
         mark.notified(store, &world.names).await?
+    } else {
+        BTreeSet::new()
     };
     let mut created = Vec::new();
     for (name, entity) in watched {

@@ -18,7 +18,7 @@ pub struct Observed {
     pub outcome: Result<Done, StepError>,
     /// The values of the step's record afterwards, as stored (read as the platform).
     pub record: Option<Map<String, Json>>,
-    /// The scenario users notified by the step (gathered when `notified` is expected).
+    /// The scenario users notified by the step (gathered when `notified` is given).
     pub notified: BTreeSet<String>,
     /// Records created by the step, for each entity `created` names.
     pub created: Vec<(String, u64)>,
@@ -56,8 +56,8 @@ pub fn differences(expect: &Expect, observed: &Observed, names: &Names) -> Vec<S
     if expect.error.is_none() {
         record_expectations(expect, observed, names, &mut out);
     }
-    if !expect.notified.is_empty() {
-        let wanted: BTreeSet<String> = expect.notified.iter().cloned().collect();
+    if let Some(notified) = &expect.notified {
+        let wanted: BTreeSet<String> = notified.iter().cloned().collect();
         if wanted != observed.notified {
             out.push(format!(
                 "expected {} to be notified, but {} {}",

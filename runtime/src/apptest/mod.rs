@@ -4,7 +4,8 @@
 //!
 //! - [`database`] — a fresh SQLite or PostgreSQL database per case;
 //! - [`scenario`] — the accounts and `given` records a case starts from;
-//! - [`values`] — `$key`, user names, `$today±Nd` and `$now` in values;
+//! - [`values`] — `$key`, user names, `$today±Nd` and `$now` in values
+//!   (`$key` and user names in `list` filters);
 //! - [`step`] — one step as its user, through [`Services`] like a request;
 //! - [`watch`] — who a step notified and what it created;
 //! - [`errors`] — a failed step as the codes `expect.error` names;

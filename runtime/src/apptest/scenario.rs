@@ -66,7 +66,7 @@ pub async fn set_up(
         let account = AccountChange {
             username: Some(name.clone()),
             password: Some(generate_password().map_err(|e| fail(e.to_string()))?),
-            display_name: Some(name.clone()),
+            display_name: Some(user.display_name.clone().unwrap_or_else(|| name.clone())),
             email: Some(email_of(name)),
             roles: Some(user.roles.clone()),
             ..AccountChange::default()

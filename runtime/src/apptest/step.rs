@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use trellis_engine::check::split_ref;
-use trellis_engine::model::Step;
+use trellis_engine::model::{Filter, Step};
 
 use super::errors::StepError;
 use super::scenario::World;
@@ -98,8 +98,12 @@ pub async fn take(
     }
     if let Some(name) = &step.list {
         let entity = entity(services, app, name)?;
+        // In the reader's default order (by id): the first is the oldest.
         let query = ListQuery {
-            filter: step.filter.clone(),
+            filter: step
+                .filter
+                .as_ref()
+                .map(|f| Filter(names.filter(&entity, &f.0))),
             limit: Some(1),
             exact_total: true,
             ..ListQuery::default()
@@ -108,6 +112,17 @@ pub async fn take(
             .list(user, &entity, &query)
             .await
             .map_err(record_error)?;
+        if let Some(key) = &step.key {
+            let first = page.records.first().ok_or_else(|| {
+                StepError::scenario(format!(
+                    "the list of `{name}` is empty, so `${key}` names no record"
+                ))
+            })?;
+            world
+                .names
+                .keys
+                .insert(key.clone(), (entity.clone(), first.id));
+        }
         let (Total::Exact(n) | Total::AtLeast(n)) = page.total;
         return Ok(Done::Count(n));
     }

@@ -1,7 +1,8 @@
 //! The values of a scenario as the API takes them: `$key` becomes the id of
 //! the record named so, a scenario user's name in a `user` field becomes the
 //! account's id, and `$today`, `$today+Nd`, `$today-Nd` and `$now` read the
-//! scenario's clock.
+//! scenario's clock. In a `list` step's filter only `$key` and user names are
+//! resolved; its other variables are the filter language's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +60,56 @@ impl Names {
                 Ok((name.clone(), resolved))
             })
             .collect()
+    }
+
+    /// The values of a `list` step's filter, resolved: `$key` becomes the
+    /// record's id and a scenario user's name in a `user` field the account's
+    /// id; anything else (`$today`, `$user.id`…) is left to the filter language.
+    pub fn filter(&self, entity: &EntityModel, filter: &Map<String, Json>) -> Map<String, Json> {
+        let nested = |value: &Json| match value {
+            Json::Object(map) => Json::Object(self.filter(entity, map)),
+            other => other.clone(),
+        };
+        filter
+            .iter()
+            .map(|(key, value)| {
+                let resolved = match (key.as_str(), value) {
+                    ("and" | "or", Json::Array(items)) => items.iter().map(nested).collect(),
+                    ("not", _) => nested(value),
+                    (field, value) => {
+                        let kind = entity.fields.get(field).map(kind);
+                        match value {
+                            Json::Object(ops) => Json::Object(
+                                ops.iter()
+                                    .map(|(op, operand)| (op.clone(), self.operand(operand, kind)))
+                                    .collect(),
+                            ),
+                            other => self.operand(other, kind),
+                        }
+                    }
+                };
+                (key.clone(), resolved)
+            })
+            .collect()
+    }
+
+    /// One value of a filter (see [`Names::filter`]).
+    fn operand(&self, value: &Json, kind: Option<FieldType>) -> Json {
+        match value {
+            Json::Array(items) => items.iter().map(|v| self.operand(v, kind)).collect(),
+            Json::String(text) => {
+                if kind == Some(FieldType::User)
+                    && let Some(id) = self.users.get(text)
+                {
+                    return Json::from(*id);
+                }
+                match text.strip_prefix('$').and_then(|k| self.keys.get(k)) {
+                    Some((_, id)) => Json::from(*id),
+                    None => value.clone(),
+                }
+            }
+            other => other.clone(),
+        }
     }
 
     /// Line items: a list of rows, each resolved with the line's fields.

@@ -17,6 +17,7 @@ use trellis_engine::model::{Filter, Operation};
 use trellis_engine::script::{CompiledScript, FailureKind, ScriptOrigin};
 
 use crate::catalog::{Catalog, EntityModel};
+use crate::read::load::load_lines;
 use crate::read::{Access, ListQuery, RecordReader};
 use crate::record::{FieldError, Record, RecordError};
 use crate::write::RecordWriter;
@@ -142,11 +143,29 @@ impl HookRun<'_> {
                     .reader
                     .list_on(self.txn, &entity, &query, &access)
                     .await;
-                page.map(|p| {
-                    let found: rhai::Array =
-                        p.records.into_iter().map(|r| typed(&entity, r)).collect();
-                    Dynamic::from_array(found)
-                })
+                match page {
+                    Ok(page) => {
+                        let mut found = rhai::Array::with_capacity(page.records.len());
+                        for mut record in page.records {
+                            // A list leaves lines out; a script gets whole records, as `get` gives.
+                            if !entity.lines.is_empty() {
+                                let dialect = self.writer.store().dialect();
+                                let lines = load_lines(self.txn, dialect, &entity, record.id).await;
+                                let lines = lines.map_err(|e| e.to_string())?;
+                                for (name, rows) in lines {
+                                    record.values.insert(
+                                        name,
+                                        Json::Array(rows.into_iter().map(Json::Object).collect()),
+                                    );
+                                }
+                                access.redact(&mut record);
+                            }
+                            found.push(typed(&entity, record));
+                        }
+                        Ok(Dynamic::from_array(found))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Call::Get { entity, id } => {
                 let (entity, access) = self.resolve(&entity, Operation::Read)?;
@@ -245,12 +264,9 @@ fn verb(op: Operation) -> &'static str {
 }
 
 /// A record as scripts see it: its fields typed (money as exact decimals),
-/// with `id` and `version`.
+/// its tables as arrays of typed lines, with `id` and `version`.
 fn typed(entity: &EntityModel, record: Record) -> Dynamic {
-    let prepared = Prepared {
-        values: record.values,
-        lines: Default::default(),
-    };
+    let prepared = Prepared::of_values(entity, record.values);
     let mut map = record_map(entity, &prepared)
         .try_cast::<rhai::Map>()
         .unwrap_or_default();

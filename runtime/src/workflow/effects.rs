@@ -15,10 +15,11 @@ use crate::catalog::{Catalog, EntityModel};
 use crate::hooks::{HookRun, Script, Vars};
 use crate::notify::{About, Notification};
 use crate::read::Access;
-use crate::record::value::datetime_text;
 use crate::record::{FieldError, RecordError};
 use crate::write::RecordWriter;
-use crate::write::prepare::{Context, Prepared, evaluate, evaluate_line, record_map};
+use crate::write::prepare::{
+    Context, Prepared, derived, evaluate, evaluate_line, record_map, variable,
+};
 
 /// Effects running against one record.
 pub struct Run<'a> {
@@ -48,6 +49,7 @@ impl Run<'_> {
                 Effect::Set(values) => {
                     for (field, expr) in values {
                         let value = self.value(expr, &[])?;
+                        let value = fitted(&self.entity.fields, field, expr, value);
                         self.patch.insert(field.clone(), value);
                     }
                 }
@@ -165,14 +167,11 @@ impl Run<'_> {
         let Some(after) = self.hooks.run(script, vars).await? else {
             return Ok(());
         };
-        for (field, value) in after {
-            // The state is the action's to set, not a hook's.
-            let own = self.entity.fields.contains_key(&field)
-                && self.entity.state_field.as_deref() != Some(field.as_str());
-            if own && before.get(&field).unwrap_or(&Json::Null) != &value {
-                self.patch.insert(field, value);
-            }
-        }
+        self.patch.extend(crate::write::hooks::hook_changes(
+            self.entity,
+            &before,
+            after,
+        ));
         Ok(())
     }
 
@@ -220,7 +219,8 @@ impl Run<'_> {
             let extra: Vec<(&str, &Json)> = vec![("split", &split)];
             let mut input = Map::new();
             for (field, expr) in &create.fields {
-                input.insert(field.clone(), self.value(expr, &extra)?);
+                let value = self.value(expr, &extra)?;
+                input.insert(field.clone(), fitted(&target.fields, field, expr, value));
             }
             for (table, mapping) in &create.lines {
                 let mut rows = Vec::new();
@@ -236,8 +236,14 @@ impl Run<'_> {
                         continue;
                     }
                     let mut row = Map::new();
+                    let columns = target.lines.get(table).map(|l| &l.fields);
                     for (field, expr) in &mapping.fields {
-                        row.insert(field.clone(), self.line_value(&mapping.from, line, expr)?);
+                        let value = self.line_value(&mapping.from, line, expr)?;
+                        let value = match columns {
+                            Some(columns) => fitted(columns, field, expr, value),
+                            None => value,
+                        };
+                        row.insert(field.clone(), value);
                     }
                     rows.push(Json::Object(row));
                 }
@@ -286,7 +292,8 @@ impl Run<'_> {
         let target = self.target(&target_name)?;
         let mut patch = Map::new();
         for (field, expr) in &update.set {
-            patch.insert(field.clone(), self.value(expr, &[])?);
+            let value = self.value(expr, &[])?;
+            patch.insert(field.clone(), fitted(&target.fields, field, expr, value));
         }
         let access = Access::everything().for_user(self.cx.actor);
         let (current, base) = self.writer.lock(self.txn, &target, id, &access).await?;
@@ -315,14 +322,17 @@ impl Run<'_> {
     }
 }
 
-/// `$today`, `$now` and `$user.<attribute>`.
-fn variable(text: &str, cx: &Context) -> Option<Json> {
-    match text {
-        "$today" => Some(Json::String(cx.today.format("%Y-%m-%d").to_string())),
-        "$now" => Some(Json::String(datetime_text(cx.now))),
-        _ => text
-            .strip_prefix("$user.")
-            .map(|a| cx.actor.attributes.get(a).cloned().unwrap_or(Json::Null)),
+/// An `=expression`'s value for `field` of `fields`, rounded to the field's
+/// scale: the model derived it, so it is not refused for its decimals.
+fn fitted(
+    fields: &indexmap::IndexMap<String, crate::catalog::FieldModel>,
+    field: &str,
+    expr: &Json,
+    value: Json,
+) -> Json {
+    match fields.get(field) {
+        Some(f) if expr.as_str().is_some_and(|t| t.starts_with('=')) => derived(f, value),
+        _ => value,
     }
 }
 

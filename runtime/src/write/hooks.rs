@@ -37,12 +37,12 @@ impl RecordWriter {
         entity: &'a EntityModel,
         event: RuleEvent,
         id: i64,
-        values: &'a Map<String, Json>,
-        old: Option<&'a Map<String, Json>>,
+        record: &'a Prepared,
+        old: Option<&'a Prepared>,
         cx: &'a Context<'a>,
     ) -> Nested<'a, ()> {
         Box::pin(async move {
-            let changed = self.run_hooks(txn, entity, event, values, old, cx).await?;
+            let changed = self.run_hooks(txn, entity, event, record, old, cx).await?;
             if changed.is_empty() {
                 return Ok(());
             }
@@ -74,11 +74,11 @@ impl RecordWriter {
         &'a self,
         txn: &'a DatabaseTransaction,
         entity: &'a EntityModel,
-        values: &'a Map<String, Json>,
+        record: &'a Prepared,
         cx: &'a Context<'a>,
     ) -> Nested<'a, ()> {
         Box::pin(async move {
-            self.run_hooks(txn, entity, RuleEvent::Delete, values, None, cx)
+            self.run_hooks(txn, entity, RuleEvent::Delete, record, None, cx)
                 .await
                 .map(|_| ())
         })
@@ -91,8 +91,8 @@ impl RecordWriter {
         txn: &DatabaseTransaction,
         entity: &EntityModel,
         event: RuleEvent,
-        values: &Map<String, Json>,
-        old: Option<&Map<String, Json>>,
+        record: &Prepared,
+        old: Option<&Prepared>,
         cx: &Context<'_>,
     ) -> Result<Map<String, Json>, RecordError> {
         let Some(depth) = cx.hook_depth else {
@@ -105,7 +105,7 @@ impl RecordWriter {
             .filter(|h| {
                 h.when
                     .as_ref()
-                    .is_none_or(|w| condition_holds(entity, w, values, cx))
+                    .is_none_or(|w| condition_holds(entity, w, &record.values, cx))
             })
             .collect();
         if hooks.is_empty() {
@@ -134,36 +134,31 @@ impl RecordWriter {
             cx: &nested,
             access: &access_for,
         };
-        let as_record = |values: &Map<String, Json>| {
-            record_map(
-                entity,
-                &Prepared {
-                    values: values.clone(),
-                    lines: Default::default(),
-                },
-            )
-        };
-        let mut current = values.clone();
+        let mut current = record.clone();
         let mut changed = Map::new();
         for hook in hooks {
-            let record = as_record(&current);
+            let record = record_map(entity, &current);
             // Compared in the form changes come back in (`2` for a stored `2.0`).
             let before = map_of(record.clone().try_cast().unwrap_or_default());
             let vars = Vars {
                 record: Some(record),
-                old: old.map(as_record),
+                old: old.map(|o| record_map(entity, o)),
                 ..Vars::default()
             };
             let Some(after) = run.run(&hook.script, vars).await? else {
                 continue;
             };
-            for (field, value) in after {
-                let own = entity.fields.contains_key(&field)
-                    && entity.state_field.as_deref() != Some(field.as_str());
-                if own && before.get(&field).unwrap_or(&Json::Null) != &value {
-                    current.insert(field.clone(), value.clone());
-                    changed.insert(field, value);
+            for (field, value) in hook_changes(entity, &before, after) {
+                match &value {
+                    Json::Array(rows) if entity.lines.contains_key(&field) => {
+                        let rows = rows.iter().filter_map(|r| r.as_object().cloned());
+                        current.lines.insert(field.clone(), rows.collect());
+                    }
+                    _ => {
+                        current.values.insert(field.clone(), value.clone());
+                    }
                 }
+                changed.insert(field, value);
             }
         }
         Ok(changed)
@@ -183,4 +178,50 @@ impl RecordWriter {
         };
         self.permissions.as_ref()?.access(&user, target, op)
     }
+}
+
+/// What a hook changed in `record` (`before` is the same record in the form
+/// changes come back in), as a patch the write pipeline takes: fields of the
+/// record but its state (only actions move it), and whole tables. Lines keep
+/// their `id`, so that stored lines are updated, not replaced; their computed
+/// columns and `position` are left out, as the pipeline sets them.
+pub(crate) fn hook_changes(
+    entity: &EntityModel,
+    before: &Map<String, Json>,
+    after: Map<String, Json>,
+) -> Map<String, Json> {
+    let mut changed = Map::new();
+    for (field, value) in after {
+        if before.get(&field).unwrap_or(&Json::Null) == &value {
+            continue;
+        }
+        if let Some(lines) = entity.lines.get(&field) {
+            let value = match value {
+                Json::Array(rows) => Json::Array(
+                    rows.into_iter()
+                        .map(|row| match row {
+                            Json::Object(mut row) => {
+                                row.retain(|k, _| {
+                                    k != "position"
+                                        && lines
+                                            .fields
+                                            .get(k)
+                                            .is_none_or(|f| f.def.computed.is_none())
+                                });
+                                Json::Object(row)
+                            }
+                            other => other,
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+            changed.insert(field, value);
+        } else if entity.fields.contains_key(&field)
+            && entity.state_field.as_deref() != Some(field.as_str())
+        {
+            changed.insert(field, value);
+        }
+    }
+    changed
 }

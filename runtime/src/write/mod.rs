@@ -6,7 +6,7 @@
 //! before a delete).
 
 mod duplicate;
-mod hooks;
+pub(crate) mod hooks;
 pub mod numbering;
 pub mod prepare;
 pub mod upsert;
@@ -123,7 +123,13 @@ impl RecordWriter {
             })?;
         }
         let cx = self.context(actor, false);
-        let mut prepared = prepare_all(entity, &inputs, &cx)?;
+        let mut inherited = Vec::with_capacity(inputs.len());
+        for input in &inputs {
+            let empty = Prepared::default();
+            let conn = self.store.connection();
+            inherited.push(self.inherit(conn, entity, &empty, input).await?);
+        }
+        let mut prepared = prepare_all(entity, &inputs, &inherited, &cx)?;
         self.take_block_numbers(entity, &mut prepared, &cx).await?;
         let txn = self.store.begin_write().await?;
         let ids = self.insert_in(&txn, entity, prepared, access, &cx).await?;
@@ -142,7 +148,11 @@ impl RecordWriter {
         cx: &Context<'_>,
     ) -> Result<i64, RecordError> {
         refuse_protected(input, access)?;
-        let prepared = prepare_all(entity, std::slice::from_ref(input), cx).map_err(unwrap_row)?;
+        let inherited = [self
+            .inherit(txn, entity, &Prepared::default(), input)
+            .await?];
+        let prepared =
+            prepare_all(entity, std::slice::from_ref(input), &inherited, cx).map_err(unwrap_row)?;
         let ids = self
             .insert_in(txn, entity, prepared, access, cx)
             .await
@@ -314,10 +324,10 @@ impl RecordWriter {
         self.audit(txn, entity, "create", actor, cx, audit).await?;
         if entity.hooks.iter().any(|h| h.on == RuleEvent::Create) {
             for (row, (id, record)) in ids.iter().zip(&prepared).enumerate() {
-                let mut values = record.values.clone();
-                values.insert("id".into(), Json::from(*id));
-                values.insert("version".into(), Json::from(1));
-                self.after_write(txn, entity, RuleEvent::Create, *id, &values, None, cx)
+                let mut written = record.clone();
+                written.values.insert("id".into(), Json::from(*id));
+                written.values.insert("version".into(), Json::from(1));
+                self.after_write(txn, entity, RuleEvent::Create, *id, &written, None, cx)
                     .await
                     .map_err(|e| at_row(row, e))?;
             }
@@ -407,7 +417,9 @@ impl RecordWriter {
         let dialect = self.store.dialect();
         let actor = cx.actor;
         let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
-        let record = prepare(entity, base, patch, false, cx).map_err(RecordError::Invalid)?;
+        let inherited = self.inherit(txn, entity, base, patch).await?;
+        let (start, change) = inherited.as_ref().map_or((base, patch), |(b, p)| (b, p));
+        let record = prepare(entity, start, change, false, cx).map_err(RecordError::Invalid)?;
         self.check_unique(txn, entity, &record, Some(id), access, &scope)
             .await?;
         self.check_links(
@@ -471,19 +483,13 @@ impl RecordWriter {
         )
         .await?;
         if entity.hooks.iter().any(|h| h.on == RuleEvent::Update) {
-            let mut values = record.values.clone();
-            values.insert("id".into(), Json::from(id));
-            values.insert("version".into(), Json::from(version + 1));
-            self.after_write(
-                txn,
-                entity,
-                RuleEvent::Update,
-                id,
-                &values,
-                Some(&base.values),
-                cx,
-            )
-            .await?;
+            let mut written = record.clone();
+            written.values.insert("id".into(), Json::from(id));
+            written
+                .values
+                .insert("version".into(), Json::from(version + 1));
+            self.after_write(txn, entity, RuleEvent::Update, id, &written, Some(base), cx)
+                .await?;
         }
         self.require_visible(txn, entity, &[id], access).await?;
         Ok(record)
@@ -538,9 +544,9 @@ impl RecordWriter {
             )]));
         }
         if entity.hooks.iter().any(|h| h.on == RuleEvent::Delete) {
-            let mut values = base.values.clone();
-            values.insert("id".into(), Json::from(id));
-            self.before_delete(txn, entity, &values, cx).await?;
+            let mut record = base.clone();
+            record.values.insert("id".into(), Json::from(id));
+            self.before_delete(txn, entity, &record, cx).await?;
         }
         for link in &entity.linked_from {
             let mut q = Query::select();
@@ -883,6 +889,61 @@ impl RecordWriter {
         Ok(())
     }
 
+    /// Tree `inherit`: the fields a child leaves empty take its parent's
+    /// values. They join the record before the pipeline (as stored values, not
+    /// input: a read-only field inherits too), so they are required, computed
+    /// with and checked like any other. Read on the write's own connection, so
+    /// a parent written earlier in the transaction counts. `None` when nothing
+    /// is inherited; otherwise the base and patch to prepare instead.
+    async fn inherit<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        entity: &EntityModel,
+        base: &Prepared,
+        patch: &Map<String, Json>,
+    ) -> Result<Option<(Prepared, Map<String, Json>)>, RecordError> {
+        let Some(tree) = entity.tree.as_ref().filter(|t| !t.inherit.is_empty()) else {
+            return Ok(None);
+        };
+        let value = |name: &str| patch.get(name).or_else(|| base.values.get(name));
+        let empty = |v: Option<&Json>| match v {
+            None | Some(Json::Null) => true,
+            Some(Json::String(s)) => s.trim().is_empty(),
+            Some(Json::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        let Some(parent) = value(&tree.parent).and_then(|v| match v {
+            Json::String(s) => s.trim().parse::<i64>().ok(),
+            other => other.as_i64(),
+        }) else {
+            return Ok(None);
+        };
+        let wanted: Vec<&String> = tree
+            .inherit
+            .iter()
+            .filter(|f| entity.fields.contains_key(*f) && empty(value(f)))
+            .collect();
+        if wanted.is_empty() || base.values.get("id").and_then(Json::as_i64) == Some(parent) {
+            return Ok(None);
+        }
+        let dialect = self.store.dialect();
+        // A missing parent is the link check's to report.
+        let Some((_, stored)) =
+            load(conn, dialect, entity, parent, false, Condition::all()).await?
+        else {
+            return Ok(None);
+        };
+        let mut base = base.clone();
+        let mut patch = patch.clone();
+        for field in wanted {
+            if let Some(v) = stored.values.get(field).filter(|v| !empty(Some(v))) {
+                base.values.insert(field.clone(), v.clone());
+                patch.remove(field);
+            }
+        }
+        Ok(Some((base, patch)))
+    }
+
     /// A record as committed, read back after a write.
     async fn reload(&self, entity: &EntityModel, id: i64) -> Result<Record, RecordError> {
         let conn = self.store.connection();
@@ -1009,6 +1070,7 @@ fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), Re
 fn prepare_all(
     entity: &EntityModel,
     inputs: &[Map<String, Json>],
+    inherited: &[Option<(Prepared, Map<String, Json>)>],
     cx: &Context,
 ) -> Result<Vec<Prepared>, RecordError> {
     let empty = Prepared::default();
@@ -1016,7 +1078,11 @@ fn prepare_all(
         .iter()
         .enumerate()
         .map(|(row, input)| {
-            prepare(entity, &empty, input, true, cx).map_err(|errors| RecordError::Row {
+            let (base, input) = match inherited.get(row) {
+                Some(Some((base, input))) => (base, input),
+                _ => (&empty, input),
+            };
+            prepare(entity, base, input, true, cx).map_err(|errors| RecordError::Row {
                 row,
                 source: Box::new(RecordError::Invalid(errors)),
             })

@@ -10,7 +10,7 @@ use trellis_engine::filter::{self, Bindings};
 use trellis_engine::model::{FieldType, Filter, RuleEvent, RuleLevel};
 use trellis_engine::script::{CompiledScript, FailureKind};
 
-use crate::catalog::{EntityModel, FieldModel};
+use crate::catalog::{EntityModel, FieldModel, LinesModel};
 use crate::hooks::api::map_of;
 use crate::record::value::{coerce, datetime_text, decimal};
 use crate::record::{Actor, FieldError};
@@ -30,6 +30,27 @@ const SYSTEM: [&str; 6] = [
 pub struct Prepared {
     pub values: Map<String, Json>,
     pub lines: IndexMap<String, Vec<Map<String, Json>>>,
+}
+
+impl Prepared {
+    /// A record's values in its API form (line items under their table
+    /// field's name) split into scalar values and lines.
+    pub fn of_values(entity: &EntityModel, mut values: Map<String, Json>) -> Prepared {
+        let mut lines = IndexMap::new();
+        for name in entity.lines.keys() {
+            if let Some(Json::Array(rows)) = values.remove(name) {
+                let rows = rows
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Json::Object(r) => Some(r),
+                        _ => None,
+                    })
+                    .collect();
+                lines.insert(name.clone(), rows);
+            }
+        }
+        Prepared { values, lines }
+    }
 }
 
 /// The clock and user a preparation runs with.
@@ -205,22 +226,18 @@ fn default_value(
     cx: &Context,
 ) -> Result<Json, FieldError> {
     let value = match default.as_str() {
-        Some("$today") => Json::String(cx.today.format("%Y-%m-%d").to_string()),
-        Some("$now") => Json::String(datetime_text(cx.now)),
-        Some(var) if var.starts_with("$user.") => cx
-            .actor
-            .attributes
-            .get(&var[6..])
-            .cloned()
-            .unwrap_or(Json::Null),
         Some(expr) if expr.starts_with('=') => {
             let script = entity.default_scripts.get(name).ok_or_else(|| {
                 FieldError::new(name, "script", "the default expression did not compile")
             })?;
-            run(cx.engine, &mut scope_for(entity, record, cx), script)
-                .map_err(|e| FieldError::new(name, "script", format!("default of `{name}`: {e}")))?
+            let value =
+                run(cx.engine, &mut scope_for(entity, record, cx), script).map_err(|e| {
+                    FieldError::new(name, "script", format!("default of `{name}`: {e}"))
+                })?;
+            derived(field, value)
         }
-        _ => default.clone(),
+        Some(text) => variable(text, cx).unwrap_or_else(|| default.clone()),
+        None => default.clone(),
     };
     coerce(name, field, &value)
 }
@@ -255,12 +272,14 @@ fn compute(
                 push_context(&mut scope, cx);
                 let at = format!("{table}[{i}].{name}");
                 match run(cx.engine, &mut scope, script) {
-                    Ok(v) => match coerce(&at, &lines.fields[name], &v) {
-                        Ok(v) => {
-                            row.insert(name.clone(), v);
+                    Ok(v) => {
+                        match coerce(&at, &lines.fields[name], &derived(&lines.fields[name], v)) {
+                            Ok(v) => {
+                                row.insert(name.clone(), v);
+                            }
+                            Err(e) => errors.push(e),
                         }
-                        Err(e) => errors.push(e),
-                    },
+                    }
                     Err(message) => errors.push(FieldError::new(&at, "script", message)),
                 }
             }
@@ -269,7 +288,11 @@ fn compute(
     for (name, script) in &entity.computed {
         let mut scope = scope_for(entity, record, cx);
         match run(cx.engine, &mut scope, script) {
-            Ok(v) => match coerce(name, &entity.fields[name], &v) {
+            Ok(v) => match coerce(
+                name,
+                &entity.fields[name],
+                &derived(&entity.fields[name], v),
+            ) {
                 Ok(v) => {
                     record.values.insert(name.clone(), v);
                 }
@@ -429,7 +452,25 @@ fn matches(
     cx: &Context,
 ) -> bool {
     let scope = FieldsScope::new(entity);
-    filter::check(filter, &scope).is_ok_and(|expr| expr.matches(values, &cx.bindings()))
+    let Ok(expr) = filter::check(filter, &scope) else {
+        return false;
+    };
+    // Exact numbers are held as text ("12.50"); the filter compares them as
+    // numbers only when it sees numbers.
+    let mut numeric = values.clone();
+    for (name, field) in &entity.fields {
+        if matches!(
+            field.def.kind,
+            FieldType::Decimal | FieldType::Money | FieldType::Percent
+        ) && let Some(v) = numeric.get_mut(name)
+            && let Some(n) = decimal(v)
+                .and_then(|d| rust_decimal::prelude::ToPrimitive::to_f64(&d))
+                .and_then(serde_json::Number::from_f64)
+        {
+            *v = Json::Number(n);
+        }
+    }
+    expr.matches(&numeric, &cx.bindings())
 }
 
 /// Whether a record's values match a model filter (conditional uniqueness, `required_when`).
@@ -654,16 +695,7 @@ fn scope_for(entity: &EntityModel, record: &Prepared, cx: &Context) -> Scope<'st
             .get(name)
             .into_iter()
             .flatten()
-            .map(|row| {
-                let mut map = rhai::Map::new();
-                for (child, f) in &lines.fields {
-                    map.insert(
-                        child.as_str().into(),
-                        dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
-                    );
-                }
-                Dynamic::from_map(map)
-            })
+            .map(|row| line_map(lines, row))
             .collect();
         scope.push_dynamic(name.clone(), Dynamic::from_array(rows));
     }
@@ -701,7 +733,83 @@ pub(crate) fn record_map(entity: &EntityModel, record: &Prepared) -> Dynamic {
             dynamic_of(record.values.get(name).unwrap_or(&Json::Null), field),
         );
     }
+    for (name, lines) in &entity.lines {
+        let rows: rhai::Array = record
+            .lines
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|row| line_map(lines, row))
+            .collect();
+        map.insert(name.as_str().into(), Dynamic::from_array(rows));
+    }
     Dynamic::from_map(map)
+}
+
+/// One line as scripts see it: its `id` (once stored) and its fields typed.
+fn line_map(lines: &LinesModel, row: &Map<String, Json>) -> Dynamic {
+    let mut map = rhai::Map::new();
+    if let Some(id) = row.get("id").filter(|id| !id.is_null()) {
+        map.insert("id".into(), dynamic_of_plain(id));
+    }
+    for (child, f) in &lines.fields {
+        map.insert(
+            child.as_str().into(),
+            dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
+        );
+    }
+    Dynamic::from_map(map)
+}
+
+/// A value the model derives (a computed field, an `=expression`) for
+/// `field`: exact numbers rounded to the field's scale, half away from zero.
+/// Only what people type must already fit the scale.
+pub(crate) fn derived(field: &FieldModel, value: Json) -> Json {
+    let crate::store::ColumnKind::Exact { scale, .. } = field.column else {
+        return value;
+    };
+    match decimal(&value) {
+        Some(d) => Json::String(
+            d.round_dp_with_strategy(
+                u32::from(scale),
+                rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+            )
+            .normalize()
+            .to_string(),
+        ),
+        None => value,
+    }
+}
+
+/// A `$variable` value form: `$today` and `$now` (optionally moved:
+/// `$today+7d`, `$now-2h`) and `$user.<attribute>`; `None` for anything else.
+pub(crate) fn variable(text: &str, cx: &Context) -> Option<Json> {
+    if let Some(attr) = text.strip_prefix("$user.") {
+        return Some(cx.actor.attributes.get(attr).cloned().unwrap_or(Json::Null));
+    }
+    let var = text.strip_prefix('$')?;
+    let (base, offset) = match var.find(['+', '-']) {
+        Some(i) => (&var[..i], &var[i..]),
+        None => (var, ""),
+    };
+    let seconds = match offset.split_at_checked(1) {
+        None | Some(("", _)) => 0,
+        Some((sign, amount)) => {
+            let s = trellis_engine::check::duration_seconds(amount)?;
+            if sign == "-" { -s } else { s }
+        }
+    };
+    match base {
+        "today" if seconds % 86_400 == 0 => Some(Json::String(
+            (cx.today + chrono::Duration::days(seconds / 86_400))
+                .format("%Y-%m-%d")
+                .to_string(),
+        )),
+        "now" => Some(Json::String(datetime_text(
+            cx.now + chrono::Duration::seconds(seconds),
+        ))),
+        _ => None,
+    }
 }
 
 /// A field value as a script sees it: exact numbers as decimals, the rest as is.
@@ -721,10 +829,23 @@ pub(crate) fn dynamic_of_plain(value: &Json) -> Dynamic {
     rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
 }
 
-/// A script's result as JSON: decimals become exact strings.
+/// A script's result as JSON, at any depth: decimals become exact strings
+/// (serde does not know them, and would drop the whole value).
 pub(crate) fn json_of(value: Dynamic) -> Json {
     if value.is_unit() {
         return Json::Null;
+    }
+    if value.is_array() {
+        let items = value.cast::<rhai::Array>();
+        return Json::Array(items.into_iter().map(json_of).collect());
+    }
+    if value.is_map() {
+        let map = value.cast::<rhai::Map>();
+        return Json::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.to_string(), json_of(v)))
+                .collect(),
+        );
     }
     if let Some(d) = value.clone().try_cast::<rust_decimal::Decimal>() {
         return Json::String(d.normalize().to_string());
