@@ -27,6 +27,20 @@ fn check_exits_zero_on_the_examples() {
     assert!(stderr(&out).contains("0 error(s)"));
 }
 
+#[test]
+fn the_bundled_apps_check_clean_alone_and_together() {
+    for apps in [&["apps/crm"][..], &["apps/crm", "apps/order"]] {
+        let args: Vec<&str> = ["check"].iter().chain(apps).copied().collect();
+        let out = trellis(&args, &repo());
+        assert_eq!(out.status.code(), Some(0), "{apps:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("0 error(s), 0 warning(s)"),
+            "{apps:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 /// Copies the example app into a scratch folder.
 fn scratch_example() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -227,6 +241,22 @@ fn bench_store_measures_every_case_against_raw_sql() {
         (Some("store"), Some("sqlite"), Some(300))
     );
     assert_cases(&report, &["insert", "get_by_id", "list_page", "aggregate"]);
+}
+
+#[test]
+fn bench_apps_measures_the_bundled_apps_against_parsing_and_raw_sql() {
+    let out = trellis(
+        &["bench", "apps", "--rows", "2000", "--iterations", "2", "--json"],
+        &repo(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(
+        (report["suite"].as_str(), report["rows"].as_u64()),
+        (Some("apps"), Some(2000))
+    );
+    assert_cases(&report, &["check", "list_page"]);
+    assert!(report["figures"]["check_ms"].as_f64().is_some_and(|ms| ms > 0.0));
 }
 
 #[test]
