@@ -246,7 +246,15 @@ fn bench_store_measures_every_case_against_raw_sql() {
 #[test]
 fn bench_apps_measures_the_bundled_apps_against_parsing_and_raw_sql() {
     let out = trellis(
-        &["bench", "apps", "--rows", "2000", "--iterations", "2", "--json"],
+        &[
+            "bench",
+            "apps",
+            "--rows",
+            "2000",
+            "--iterations",
+            "2",
+            "--json",
+        ],
         &repo(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -256,7 +264,11 @@ fn bench_apps_measures_the_bundled_apps_against_parsing_and_raw_sql() {
         (Some("apps"), Some(2000))
     );
     assert_cases(&report, &["check", "list_page"]);
-    assert!(report["figures"]["check_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    assert!(
+        report["figures"]["check_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0)
+    );
 }
 
 #[test]
