@@ -406,6 +406,10 @@ fn crud_leave_request(p: &People) {
         "numbered by its pattern: {record}"
     );
     assert_eq!(record["_titles"]["leave_type"], "Annual leave");
+    assert!(
+        record.get("_warnings").is_none(),
+        "a save without warnings has no `_warnings`: {record}"
+    );
 
     assert_eq!(
         a.get(&path).expect(200, "read it back").json()["reason"],
@@ -445,6 +449,28 @@ fn crud_leave_request(p: &People) {
         json!(["2030-03-03", "2030-03-04"])
     );
     assert_eq!(changes[2]["changes"]["days"], json!(["2.0", "3.0"]));
+
+    // A rule of level `warning` that does not hold: the change is saved, and
+    // the answer says what the rule says.
+    let long = a
+        .patch(&path, &json!({"version": 3, "end_date": "2030-03-15"}))
+        .expect(200, "a long leave is saved with a warning")
+        .json();
+    assert_eq!(long["version"], 4);
+    assert_eq!(long["days"], "14.0");
+    assert_eq!(
+        long["_warnings"],
+        json!([{"field": "days", "code": "warning", "message": "More than ten days; please tell your team early"}]),
+        "{long}"
+    );
+    assert!(
+        a.get(&path)
+            .expect(200, "read it back")
+            .json()
+            .get("_warnings")
+            .is_none(),
+        "warnings belong to the save's answer, not to the record"
+    );
 
     a.delete(&path)
         .expect(204, "an employee deletes their own request");

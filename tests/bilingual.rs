@@ -16,8 +16,9 @@ const READ_BY_PEOPLE: [&str; 7] = [
     "pattern_message",
 ];
 
-/// The keys under which records' field values stand (data, scenario values).
-const RECORD_VALUES: [&str; 3] = ["records", "values", "set"];
+/// The keys under which records' field values stand (data, scenario values
+/// and expectations, effects' values): data, not the model's words.
+const RECORD_VALUES: [&str; 4] = ["records", "values", "set", "expect"];
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("a readable folder").flatten() {

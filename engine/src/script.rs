@@ -6,7 +6,7 @@
 //! hangs the server. The runtime registers the record API (`find`, `get`,
 //! `create`, `update`) on top of this configuration.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, Engine, EvalAltResult, Scope};
@@ -69,6 +69,40 @@ thread_local! {
     /// first operation started the clock). The engine is shared by every
     /// thread, so its progress callback finds the run's clock here.
     static RUN_STARTED: Cell<Option<(Instant, bool)>> = const { Cell::new(None) };
+}
+
+thread_local! {
+    /// What `warn(message)` said in the runs collecting warnings on this
+    /// thread (see [`collect_warnings`]); `None` when no run collects them.
+    static WARNINGS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// Collects what `warn(message)` says on this thread while it lives: a hook
+/// runs on a thread of its own, so the warnings are those of one run.
+/// Collectors nest; an inner one hides its warnings from the outer one.
+#[must_use = "warnings are collected only while the collector lives"]
+pub struct WarningCollector {
+    outer: Option<Vec<String>>,
+}
+
+/// Starts collecting the warnings of the script runs on this thread.
+pub fn collect_warnings() -> WarningCollector {
+    let outer = WARNINGS.with(|w| w.borrow_mut().replace(Vec::new()));
+    WarningCollector { outer }
+}
+
+impl WarningCollector {
+    /// The warnings given since the collector started, in order.
+    pub fn finish(self) -> Vec<String> {
+        WARNINGS.with(|w| w.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+impl Drop for WarningCollector {
+    fn drop(&mut self) {
+        let outer = self.outer.take();
+        WARNINGS.with(|w| *w.borrow_mut() = outer);
+    }
 }
 
 /// Starts the clock of a run for as long as it lives. A run inside another
@@ -430,6 +464,20 @@ fn register_helpers(engine: &mut Engine) {
                 Dynamic::from(Refusal(message.to_owned())),
                 rhai::Position::NONE,
             )))
+        },
+    );
+    // A hook's way to tell the person saving something without refusing: the
+    // change goes on, and the answer carries this message as a warning.
+    engine.register_fn(
+        "warn",
+        |message: &str| -> Result<(), Box<rhai::EvalAltResult>> {
+            WARNINGS.with(|w| match w.borrow_mut().as_mut() {
+                Some(warnings) => {
+                    warnings.push(message.to_owned());
+                    Ok(())
+                }
+                None => Err("`warn` is only available in hooks".into()),
+            })
         },
     );
     // Whole days from one `YYYY-MM-DD` date to another (negative when `to` is earlier).

@@ -99,6 +99,29 @@ fn a_refusal_is_told_apart_from_a_thrown_value() {
 }
 
 #[test]
+fn warn_adds_a_warning_and_the_script_goes_on() {
+    let sandbox = ScriptSandbox::new();
+    // Outside a run that collects warnings (a validation rule), `warn` is unavailable.
+    let outside = run(&sandbox, "warn(\"Check the name\")").expect_err("no collector");
+    assert!(
+        outside.message.contains("only available in hooks"),
+        "{outside}"
+    );
+    let collector = trellis_engine::script::collect_warnings();
+    let value = run(&sandbox, "warn(\"Similar: Acme\"); warn(`Two ${1 + 1}`); 7").expect("runs on");
+    assert_eq!(value.as_int().ok(), Some(7));
+    // A nested collector keeps its warnings to itself.
+    let inner = trellis_engine::script::collect_warnings();
+    let _ = run(&sandbox, "warn(\"inner\")").expect("runs");
+    assert_eq!(inner.finish(), vec!["inner".to_owned()]);
+    assert_eq!(
+        collector.finish(),
+        vec!["Similar: Acme".to_owned(), "Two 2".to_owned()]
+    );
+    assert!(run(&sandbox, "warn(\"after\")").is_err());
+}
+
+#[test]
 fn a_sum_over_a_thousand_lines_fits_the_limits() {
     let sandbox = ScriptSandbox::new();
     let lines: rhai::Array = (0..1000_i64)

@@ -33,6 +33,8 @@ pub struct LinesModel {
     pub table: String,
     pub fields: IndexMap<String, FieldModel>,
     pub computed: Vec<(String, CompiledScript)>,
+    /// `=expression` defaults of the columns, compiled.
+    pub default_scripts: HashMap<String, CompiledScript>,
 }
 
 /// A validation rule, compiled.
@@ -279,12 +281,22 @@ fn entity_model(
                     ))
                 })
                 .collect();
+            let default_scripts = def
+                .fields
+                .iter()
+                .flatten()
+                .filter_map(|(n, f)| {
+                    let expression = f.default.as_ref()?.as_str()?.strip_prefix('=')?;
+                    Some((n.clone(), sandbox.compile(expression, &vars).ok()?))
+                })
+                .collect();
             lines.insert(
                 field_name.clone(),
                 LinesModel {
                     table: lines_table(app, name, field_name),
                     fields: children,
                     computed,
+                    default_scripts,
                 },
             );
         } else {

@@ -34,6 +34,6 @@ pub use catalog::Catalog;
 pub use clock::Clock;
 pub use deploy::{DeployError, SchemaPlan, deploy, deploy_model, plan, plan_model};
 pub use read::{Access, ListQuery, Page, Paging, RecordReader, Total};
-pub use record::{Actor, FieldError, Record, RecordError};
+pub use record::{Actor, FieldError, Record, RecordError, Saved};
 pub use store::{Dialect, Layout, Store, StoreError};
 pub use write::RecordWriter;

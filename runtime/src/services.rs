@@ -12,7 +12,7 @@ use trellis_engine::model::Operation;
 use crate::catalog::{Catalog, EntityModel};
 use crate::permission::{Permissions, User};
 use crate::read::{Access, ListQuery, Page, RecordReader};
-use crate::record::{Record, RecordError};
+use crate::record::{RecordError, Saved};
 use crate::schedule::Scheduler;
 use crate::store::Store;
 use crate::workflow::approvers::Me;
@@ -89,24 +89,28 @@ impl Services {
         self.reader.list(entity, query, &access).await
     }
 
-    /// Creates a record; returns it as the user sees it.
+    /// Creates a record; returns it as the user sees it, with the save's warnings.
     pub async fn create(
         &self,
         user: &User,
         entity: &EntityModel,
         input: Map<String, Json>,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<Saved, RecordError> {
         let access = self.access(user, entity, Operation::Create)?;
         let created = self
             .writer
             .create(entity, input, &user.actor, &access)
             .await?;
         let shown = self.shown_under(user, entity, access);
-        self.reader.get(entity, created.id, &shown).await
+        let record = self.reader.get(entity, created.id, &shown).await?;
+        Ok(Saved {
+            record,
+            warnings: created.warnings,
+        })
     }
 
     /// Updates the record `id` from `version` (system fields in the patch are
-    /// ignored); returns it as the user sees it.
+    /// ignored); returns it as the user sees it, with the save's warnings.
     pub async fn update(
         &self,
         user: &User,
@@ -114,16 +118,21 @@ impl Services {
         id: i64,
         version: i64,
         mut patch: Map<String, Json>,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<Saved, RecordError> {
         let access = self.access(user, entity, Operation::Update)?;
         for system in SYSTEM_FIELDS {
             patch.remove(system);
         }
-        self.writer
+        let updated = self
+            .writer
             .update(entity, id, version, patch, &user.actor, &access)
             .await?;
         let shown = self.shown_under(user, entity, access);
-        self.reader.get(entity, id, &shown).await
+        let record = self.reader.get(entity, id, &shown).await?;
+        Ok(Saved {
+            record,
+            warnings: updated.warnings,
+        })
     }
 
     /// Deletes the record `id`.

@@ -1,10 +1,14 @@
 //! Checks of `roles.yaml`: role names, user attributes, and every permission's
 //! entity, row filter and field rules.
 
+use indexmap::IndexMap;
+
 use super::Ctx;
+use super::info::FieldInfo;
 use crate::diagnostic::Code;
 use crate::load::valid_name;
 use crate::model::FieldType;
+use crate::source::SourceFile;
 use crate::source::{escape, pointer};
 
 pub(super) fn check_roles(ctx: &mut Ctx) {
@@ -95,14 +99,66 @@ pub(super) fn check_roles(ctx: &mut Ctx) {
                 ctx.filter(file, &format!("{pat}/rows"), rows, &entity.fields);
             }
             for name in permission.fields.keys() {
-                ctx.field(
-                    file,
-                    &format!("{pat}/fields/{}", escape(name)),
-                    &entity.fields,
-                    name,
-                    &entity.name,
-                );
+                let at = format!("{pat}/fields/{}", escape(name));
+                match name.split_once('.') {
+                    None => {
+                        ctx.field(file, &at, &entity.fields, name, &entity.name);
+                    }
+                    Some((table, column)) => {
+                        line_column(ctx, file, &at, &entity.fields, table, column, &entity.name);
+                    }
+                }
             }
         }
+    }
+}
+
+/// A permission's `<table field>.<column>` key: the table field must be a
+/// `table` and the column one of its declared columns (a line's `id` and
+/// `position` are the platform's and cannot be restricted).
+fn line_column(
+    ctx: &mut Ctx,
+    file: &SourceFile,
+    at: &str,
+    fields: &IndexMap<String, FieldInfo>,
+    table: &str,
+    column: &str,
+    owner: &str,
+) {
+    let Some(field) = fields.get(table) else {
+        ctx.push(
+            file.key_error(Code::UnknownField, at, format!("unknown field `{table}`"))
+                .with_label(format!("`{owner}` has no such field"))
+                .suggest(table, fields.keys().map(String::as_str)),
+        );
+        return;
+    };
+    if field.kind != FieldType::Table {
+        ctx.push(
+            file.key_error(
+                Code::WrongFieldType,
+                at,
+                format!(
+                    "`{table}` is not a table: only line columns are named as `<table>.<column>`"
+                ),
+            )
+            .with_help(format!("restrict the whole field: `{table}: hidden`")),
+        );
+        return;
+    }
+    let declared = field.children.iter().filter(|(_, c)| !c.system);
+    if !declared.clone().any(|(name, _)| name == column) {
+        ctx.push(
+            file.key_error(
+                Code::UnknownField,
+                at,
+                format!("unknown column `{column}` of `{table}`"),
+            )
+            .with_label(format!(
+                "the lines of `{owner}.{table}` have no such column"
+            ))
+            .suggest(column, declared.map(|(name, _)| name.as_str()))
+            .with_help_if_none("a line's `id` and `position` cannot be restricted"),
+        );
     }
 }

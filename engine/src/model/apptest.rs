@@ -138,6 +138,10 @@ pub struct Expect {
     /// Records of other entities created by the step: entity → how many.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub created: IndexMap<String, u64>,
+    /// Warnings of the step's save: each text must be part of the message of
+    /// some warning; `[]` means no warning, and leaving it out checks nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
 }
 
 /// An expected error.

@@ -104,7 +104,7 @@ async fn observe(
 ) -> Result<Observed, crate::record::RecordError> {
     let store = &services.store;
     let record = match &outcome {
-        Ok(Done::Record(entity, id)) => Some(
+        Ok(Done::Record(entity, id, _)) => Some(
             services
                 .reader
                 .get(entity, *id, &Access::everything())

@@ -91,10 +91,14 @@ fn record_expectations(expect: &Expect, observed: &Observed, names: &Names, out:
             _ => out.push("`count` applies to `list` and `run_alert` steps".into()),
         }
     }
+    if let Some(wanted) = &expect.warnings {
+        warning_expectations(wanted, &observed.outcome, out);
+    }
     if expect.fields.is_empty() && expect.state.is_none() {
         return;
     }
-    let (Ok(Done::Record(entity, _)), Some(values)) = (&observed.outcome, &observed.record) else {
+    let (Ok(Done::Record(entity, _, _)), Some(values)) = (&observed.outcome, &observed.record)
+    else {
         out.push("`fields` and `state` need a step that leaves a record".into());
         return;
     };
@@ -122,6 +126,40 @@ fn record_expectations(expect: &Expect, observed: &Observed, names: &Names, out:
                 "expected `{field}` = {}, got {}",
                 shown(value),
                 shown(actual)
+            ));
+        }
+    }
+}
+
+/// `warnings`: each text is part of some warning's message; `[]`, none at all.
+fn warning_expectations(
+    wanted: &[String],
+    outcome: &Result<Done, StepError>,
+    out: &mut Vec<String>,
+) {
+    let Ok(Done::Record(_, _, warnings)) = outcome else {
+        out.push("`warnings` applies to `create`, `update` and `action` steps".into());
+        return;
+    };
+    let given = || {
+        if warnings.is_empty() {
+            "none".to_owned()
+        } else {
+            warnings
+                .iter()
+                .map(|w| format!("\"{}\"", w.message))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    if wanted.is_empty() && !warnings.is_empty() {
+        out.push(format!("expected no warning, got {}", given()));
+    }
+    for text in wanted {
+        if !warnings.iter().any(|w| w.message.contains(text.as_str())) {
+            out.push(format!(
+                "expected a warning containing \"{text}\", got {}",
+                given()
             ));
         }
     }

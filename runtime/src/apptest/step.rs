@@ -11,13 +11,14 @@ use super::errors::StepError;
 use super::scenario::World;
 use crate::catalog::EntityModel;
 use crate::read::{Access, ListQuery, Total};
+use crate::record::FieldError;
 use crate::services::Services;
 use crate::workflow::Decision;
 
 /// What a step that succeeded leaves to check.
 pub enum Done {
-    /// The record created, updated or acted on.
-    Record(Arc<EntityModel>, i64),
+    /// The record created, updated or acted on, and the warnings the step gave.
+    Record(Arc<EntityModel>, i64, Vec<FieldError>),
     Deleted(Arc<EntityModel>, i64),
     /// Records listed, or matched by an alert's run.
     Count(u64),
@@ -53,7 +54,7 @@ pub async fn take(
                 .keys
                 .insert(key.clone(), (entity.clone(), created.id));
         }
-        return Ok(Done::Record(entity, created.id));
+        return Ok(Done::Record(entity, created.id, created.warnings));
     }
     if let Some(key) = &step.update {
         let (entity, id) = names.record(key).map_err(StepError::scenario)?;
@@ -66,11 +67,11 @@ pub async fn take(
             .get(&entity, id, &Access::everything())
             .await
             .map_err(record_error)?;
-        services
+        let updated = services
             .update(user, &entity, id, current.version, patch)
             .await
             .map_err(record_error)?;
-        return Ok(Done::Record(entity, id));
+        return Ok(Done::Record(entity, id, updated.warnings));
     }
     if let Some(key) = &step.delete {
         let (entity, id) = names.record(key).map_err(StepError::scenario)?;
@@ -90,11 +91,11 @@ pub async fn take(
                 .map_err(StepError::scenario)?,
             version: None,
         };
-        services
+        let done = services
             .act(user, &entity, id, action, decision)
             .await
             .map_err(record_error)?;
-        return Ok(Done::Record(entity, id));
+        return Ok(Done::Record(entity, id, done.warnings));
     }
     if let Some(name) = &step.list {
         let entity = entity(services, app, name)?;

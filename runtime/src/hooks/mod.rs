@@ -21,7 +21,7 @@ use crate::read::load::load_lines;
 use crate::read::{Access, ListQuery, RecordReader};
 use crate::record::{FieldError, Record, RecordError};
 use crate::write::RecordWriter;
-use crate::write::prepare::{Context, Prepared, push_context, record_map};
+use crate::write::prepare::{Context, Prepared, WARNING, push_context, record_map};
 use api::Call;
 
 /// The most records one `find` returns.
@@ -64,14 +64,19 @@ pub struct HookRun<'a> {
     pub access: &'a AccessFor<'a>,
 }
 
+/// What a script run left.
+#[derive(Debug, Default)]
+pub struct Ran {
+    /// The `record` variable as the script left it (when there was one).
+    pub record: Option<Map<String, Json>>,
+    /// What the script said with `warn(message)`, in order: warnings of the
+    /// whole record (empty field, code `warning`).
+    pub warnings: Vec<FieldError>,
+}
+
 impl HookRun<'_> {
-    /// Runs `script` and answers its record API calls until it ends. Returns
-    /// the `record` variable as the script left it (when there was one).
-    pub async fn run(
-        &self,
-        script: &Script,
-        vars: Vars,
-    ) -> Result<Option<Map<String, Json>>, RecordError> {
+    /// Runs `script` and answers its record API calls until it ends.
+    pub async fn run(&self, script: &Script, vars: Vars) -> Result<Ran, RecordError> {
         let mut scope = Scope::new();
         let has_record = vars.record.is_some();
         scope.push_dynamic("record", vars.record.unwrap_or(Dynamic::UNIT));
@@ -84,11 +89,14 @@ impl HookRun<'_> {
         let (sender, mut calls) = tokio::sync::mpsc::unbounded_channel();
         let mut running = tokio::task::spawn_blocking(move || {
             let _connected = api::connect(sender);
+            // The run has this thread to itself: what `warn` says here is its own.
+            let collector = trellis_engine::script::collect_warnings();
             let result = sandbox.run(&mut scope, &compiled);
+            let warned = collector.finish();
             let record = scope.get_value::<Dynamic>("record");
-            (result, record)
+            (result, record, warned)
         });
-        let (result, record) = loop {
+        let (result, record, warned) = loop {
             tokio::select! {
                 Some((call, answer)) = calls.recv() => {
                     let _ = answer.send(self.serve(call).await);
@@ -123,10 +131,16 @@ impl HookRun<'_> {
                 ),
             )]));
         }
-        Ok(record
-            .filter(|_| has_record)
-            .and_then(|r| r.try_cast::<rhai::Map>())
-            .map(api::map_of))
+        Ok(Ran {
+            record: record
+                .filter(|_| has_record)
+                .and_then(|r| r.try_cast::<rhai::Map>())
+                .map(api::map_of),
+            warnings: warned
+                .into_iter()
+                .map(|message| FieldError::new("", WARNING, message))
+                .collect(),
+        })
     }
 
     /// Answers one record API call on the transaction.
@@ -181,7 +195,8 @@ impl HookRun<'_> {
                     .create_in(self.txn, &entity, &values, &access, self.cx)
                     .await
                 {
-                    Ok(id) => self
+                    // The warnings of a record a hook writes are not the change's.
+                    Ok((id, _)) => self
                         .reader
                         .get_on(self.txn, &entity, id, &access)
                         .await

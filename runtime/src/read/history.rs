@@ -1,6 +1,6 @@
 //! A record's audit trail: who changed what and when, oldest first, under the
 //! caller's access (a record outside their rows has no history for them, and
-//! hidden fields are left out of every change).
+//! hidden fields and line columns are left out of every change).
 
 use sea_orm::ConnectionTrait;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
@@ -63,6 +63,18 @@ impl RecordReader {
             };
             let before = changes.len();
             changes.retain(|field, _| !access.hides(field));
+            for (field, change) in changes.iter_mut() {
+                // A change of lines shows them without their hidden columns.
+                if let Json::Array(sides) = change {
+                    for side in sides.iter_mut() {
+                        access.redact_lines(field, side);
+                    }
+                }
+            }
+            changes.retain(|_, change| match change {
+                Json::Array(sides) if sides.len() == 2 => sides[0] != sides[1],
+                _ => true,
+            });
             if before > 0 && changes.is_empty() {
                 // A change to hidden fields only: not even its time is shown.
                 continue;

@@ -35,14 +35,19 @@ pub const MAX_PAGE: u64 = 500;
 /// row filter) and which fields (all but the hidden ones). Every read takes one,
 /// and so do updates and deletes: a record outside the rows does not exist for
 /// the caller, and a hidden field is unknown to them, in filters, sorts and
-/// results alike. The same holds through links: a linked record's title, or
-/// linking to it in a write, needs the caller's read access to that record.
+/// results alike; so is a hidden column of a table field's lines, in every line.
+/// The same holds through links: a linked record's title, or linking to it in a
+/// write, needs the caller's read access to that record.
 #[derive(Debug, Clone)]
 pub struct Access {
     rows: Option<Filter>,
     user: Map<String, Json>,
     hidden: HashSet<String>,
     read_only: HashSet<String>,
+    /// Line columns the caller may not see, by table field (`lines` → `cost`).
+    hidden_columns: HashMap<String, HashSet<String>>,
+    /// Line columns the caller may read but not change, by table field.
+    read_only_columns: HashMap<String, HashSet<String>>,
     /// The caller's read access to the entity each link field points at (`None`:
     /// they may not read it), as `Permissions` sets it; a link it leaves out
     /// reaches everything, as the platform's own access does.
@@ -59,6 +64,8 @@ impl Access {
             user: Map::new(),
             hidden: HashSet::new(),
             read_only: HashSet::new(),
+            hidden_columns: HashMap::new(),
+            read_only_columns: HashMap::new(),
             links: HashMap::new(),
         }
     }
@@ -70,6 +77,8 @@ impl Access {
             user: actor.attributes.clone(),
             hidden: HashSet::new(),
             read_only: HashSet::new(),
+            hidden_columns: HashMap::new(),
+            read_only_columns: HashMap::new(),
             links: HashMap::new(),
         }
     }
@@ -81,15 +90,37 @@ impl Access {
         self
     }
 
-    /// The same, without these fields.
+    /// The same, without these fields; `<table field>.<column>` names a
+    /// column of the lines.
     pub fn hiding(mut self, fields: impl IntoIterator<Item = String>) -> Access {
-        self.hidden.extend(fields);
+        for field in fields {
+            match field.split_once('.') {
+                Some((table, column)) => {
+                    let columns = self.hidden_columns.entry(table.to_owned()).or_default();
+                    columns.insert(column.to_owned());
+                }
+                None => {
+                    self.hidden.insert(field);
+                }
+            }
+        }
         self
     }
 
-    /// The same, where these fields may be read but not written.
+    /// The same, where these fields (or `<table field>.<column>` line
+    /// columns) may be read but not written.
     pub fn with_read_only(mut self, fields: impl IntoIterator<Item = String>) -> Access {
-        self.read_only.extend(fields);
+        for field in fields {
+            match field.split_once('.') {
+                Some((table, column)) => {
+                    let columns = self.read_only_columns.entry(table.to_owned()).or_default();
+                    columns.insert(column.to_owned());
+                }
+                None => {
+                    self.read_only.insert(field);
+                }
+            }
+        }
         self
     }
 
@@ -129,11 +160,49 @@ impl Access {
         self.hidden.contains(field)
     }
 
-    /// Removes the hidden fields from a record as it leaves the store.
+    /// Whether the caller may not see `column` of the lines of `table`.
+    pub fn hides_column(&self, table: &str, column: &str) -> bool {
+        self.hidden_columns
+            .get(table)
+            .is_some_and(|c| c.contains(column))
+    }
+
+    /// Whether the caller may read `column` of the lines of `table` but not change it.
+    pub fn is_read_only_column(&self, table: &str, column: &str) -> bool {
+        self.read_only_columns
+            .get(table)
+            .is_some_and(|c| c.contains(column))
+    }
+
+    /// Whether some column of the lines of `table` is hidden from the caller
+    /// or read-only to them.
+    pub fn protects_columns(&self, table: &str) -> bool {
+        self.hidden_columns.contains_key(table) || self.read_only_columns.contains_key(table)
+    }
+
+    /// Removes the hidden fields, and the hidden columns of every line, from a
+    /// record as it leaves the store.
     pub fn redact(&self, record: &mut Record) {
         for field in &self.hidden {
             record.values.remove(field);
             record.titles.remove(field);
+        }
+        for table in self.hidden_columns.keys() {
+            if let Some(lines) = record.values.get_mut(table) {
+                self.redact_lines(table, lines);
+            }
+        }
+    }
+
+    /// Removes the hidden columns of `table` from its lines (a list of line mappings).
+    pub fn redact_lines(&self, table: &str, lines: &mut Json) {
+        let (Some(hidden), Json::Array(rows)) = (self.hidden_columns.get(table), lines) else {
+            return;
+        };
+        for row in rows {
+            if let Json::Object(row) = row {
+                row.retain(|column, _| !hidden.contains(column));
+            }
         }
     }
 }

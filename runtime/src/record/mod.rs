@@ -18,6 +18,25 @@ pub struct Record {
     pub titles: Map<String, Json>,
 }
 
+/// A record as a save left it, with the warnings the save gave: the
+/// validation rules of level `warning` that did not hold and what its hooks
+/// said with `warn(message)`, each as `{field, code: "warning", message}`.
+/// Warnings never refuse; a saved record reads as its [`Record`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Saved {
+    pub record: Record,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldError>,
+}
+
+impl std::ops::Deref for Saved {
+    type Target = Record;
+
+    fn deref(&self) -> &Record {
+        &self.record
+    }
+}
+
 /// The distinct record ids in a link field of several records' values.
 pub fn linked_ids<'a>(
     records: impl Iterator<Item = &'a Map<String, Json>>,

@@ -29,6 +29,7 @@ pub fn document(catalog: &Catalog) -> Json {
     let mut paths = platform_paths();
     let mut schemas = Map::new();
     schemas.insert("Problem".into(), problem_schema());
+    schemas.insert("Warnings".into(), warnings_schema());
     for entity in catalog.entities() {
         let name = component_name(&[&entity.app, &entity.name]);
         schemas.insert(name.clone(), record_schema(&entity, catalog));
@@ -183,6 +184,25 @@ fn problem_schema() -> Json {
                 },
             },
             "row": {"type": "integer", "minimum": 0, "description": "For bulk writes: the input row the errors belong to."},
+        },
+    })
+}
+
+/// `_warnings`: what a save tells without refusing.
+fn warnings_schema() -> Json {
+    json!({
+        "type": "array",
+        "description": "Warnings of the save (only when there are any): validation rules of level \
+            `warning` that do not hold, and what hooks said with `warn(message)`. \
+            The record was saved.",
+        "items": {
+            "type": "object",
+            "required": ["field", "code", "message"],
+            "properties": {
+                "field": {"type": "string", "description": "The field the warning belongs to; empty for the whole record."},
+                "code": {"type": "string", "const": "warning"},
+                "message": {"type": "string"},
+            },
         },
     })
 }
@@ -601,8 +621,9 @@ fn entity_paths(entity: &EntityModel, schema: &str, paths: &mut Map<String, Json
     let delete = Operation::signed_in(&id("delete"), &format!("Delete a {}", entity.name))
         .tag(schema)
         .answers(204, no_content("Deleted."))
-        // 400: cascading deletes deeper than the server follows.
-        .problems(&[400, 403, 404, 409])
+        // 400: cascading deletes deeper than the server follows; 422: a record
+        // in a locked state, or a `delete` hook that refuses.
+        .problems(&[400, 403, 404, 409, 422])
         .build();
     let history = Operation::signed_in(&id("history"), &format!("A {}'s changes", entity.name))
         .tag(schema)
@@ -723,6 +744,7 @@ fn workflow_paths(entity: &EntityModel, schema: &str, base: &str, paths: &mut Ma
         "properties": {
             "completed": {"type": "boolean", "description": "false while other approvers must still decide."},
             "record": schema_ref(schema),
+            "_warnings": schema_ref("Warnings"),
         },
     });
     let answers = |op: Operation| {
@@ -998,6 +1020,8 @@ fn record_schema(entity: &EntityModel, catalog: &Catalog) -> Json {
         );
     }
     properties.insert("_titles".into(), titles_schema(entity, catalog));
+    // Only in the answer of a create or an update.
+    properties.insert("_warnings".into(), schema_ref("Warnings"));
     if !entity.actions.is_empty() {
         properties.insert(
             "_actions".into(),

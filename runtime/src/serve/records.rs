@@ -18,7 +18,7 @@ use super::problem::Problem;
 use crate::catalog::EntityModel;
 use crate::read::aggregate::{Grouping, Measure};
 use crate::read::{Access, ListQuery, Paging, Total};
-use crate::record::Record;
+use crate::record::{Record, Saved};
 use crate::write::upsert::{MAX_UPSERT_ROWS, UpsertAccess, UpsertMode, Upserted};
 
 type Params = HashMap<String, String>;
@@ -57,8 +57,25 @@ pub fn record_json(record: Record) -> Json {
     Json::Object(values)
 }
 
-fn with_etag(status: StatusCode, record: Record) -> Response {
-    etagged(status, record.version, record_json(record))
+/// A record a save answers with: [`record_json`], and the save's warnings
+/// under `_warnings` when there are any.
+pub fn saved_json(saved: Saved) -> Json {
+    let mut body = record_json(saved.record);
+    if !saved.warnings.is_empty()
+        && let Some(values) = body.as_object_mut()
+    {
+        values.insert("_warnings".into(), warnings_json(&saved.warnings));
+    }
+    body
+}
+
+/// Warnings as the API gives them: `{field, code, message}` each.
+pub fn warnings_json(warnings: &[crate::record::FieldError]) -> Json {
+    serde_json::to_value(warnings).unwrap_or_default()
+}
+
+fn with_etag(status: StatusCode, saved: Saved) -> Response {
+    etagged(status, saved.version, saved_json(saved))
 }
 
 fn etagged(status: StatusCode, version: i64, body: Json) -> Response {

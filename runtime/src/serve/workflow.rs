@@ -13,7 +13,7 @@ use super::AppState;
 use super::auth::Caller;
 use super::body::JsonBody;
 use super::problem::{Problem, internal};
-use super::records::{allowed, entity, record_id, record_json};
+use super::records::{allowed, entity, record_id, record_json, warnings_json};
 use crate::catalog::EntityModel;
 use crate::read::ListQuery;
 use crate::workflow::approvers::Me;
@@ -65,7 +65,10 @@ fn outcome(outcome: Outcome) -> Response {
     } else {
         StatusCode::ACCEPTED
     };
-    let body = json!({"completed": outcome.completed, "record": record_json(outcome.record)});
+    let mut body = json!({"completed": outcome.completed, "record": record_json(outcome.record)});
+    if !outcome.warnings.is_empty() {
+        body["_warnings"] = warnings_json(&outcome.warnings);
+    }
     (status, axum::Json(body)).into_response()
 }
 

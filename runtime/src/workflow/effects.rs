@@ -35,6 +35,8 @@ pub struct Run<'a> {
     pub patch: Map<String, Json>,
     /// Notifications to send after the write.
     pub notices: Vec<Notify>,
+    /// What `run` effects and `transition` rules said with `warn(message)`.
+    pub warnings: Vec<FieldError>,
     /// Hooks (`run` effects, `transition` rules) run through this, with the
     /// record API under the acting user's permissions.
     pub hooks: &'a HookRun<'a>,
@@ -164,7 +166,9 @@ impl Run<'_> {
             action: Some(self.action.to_owned()),
             comment: self.comment.map(str::to_owned),
         };
-        let Some(after) = self.hooks.run(script, vars).await? else {
+        let ran = self.hooks.run(script, vars).await?;
+        self.warnings.extend(ran.warnings);
+        let Some(after) = ran.record else {
             return Ok(());
         };
         self.patch.extend(crate::write::hooks::hook_changes(
@@ -250,7 +254,7 @@ impl Run<'_> {
                 input.insert(table.clone(), Json::Array(rows));
             }
             let access = Access::everything().for_user(self.cx.actor);
-            let id = self
+            let (id, _) = self
                 .writer
                 .create_in(self.txn, &target, &input, &access, self.cx)
                 .await

@@ -22,6 +22,7 @@ use crate::permission::Permissions;
 use crate::read::{Access, RecordReader};
 use crate::record::{FieldError, Record, RecordError};
 use crate::write::RecordWriter;
+use crate::write::columns::{column_errors, keep_columns};
 use crate::write::prepare::{Prepared, condition_holds, evaluate, prepare};
 
 /// What a person sends with an action.
@@ -40,6 +41,12 @@ pub struct Outcome {
     /// `false` when the approval was recorded but others must still decide.
     pub completed: bool,
     pub record: Record,
+    /// The warnings of the action, in the order they were given: what its
+    /// `run` effects and `transition` rules said with `warn`, then those of
+    /// the record's save (validation rules of level `warning` that do not
+    /// hold, its `update` hooks' `warn`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldError>,
 }
 
 /// An action a user may take now.
@@ -158,7 +165,7 @@ impl Workflows {
         entity: &EntityModel,
         id: i64,
         name: &str,
-        decision: Decision,
+        mut decision: Decision,
         me: &Me,
         access: &Access,
     ) -> Result<Outcome, RecordError> {
@@ -203,7 +210,11 @@ impl Workflows {
                 "this action needs a comment",
             ));
         }
-        refuse_inputs(action, &decision.values, access)?;
+        refuse_inputs(entity, action, &decision.values, &base, access)?;
+        // Input lines that leave out columns the user may not see or change keep them.
+        if let Some(kept) = keep_columns(entity, &base, &decision.values, access) {
+            decision.values = kept;
+        }
         let via_text = via.text();
         let entry = |kind, to_state| NewEntry {
             kind,
@@ -225,7 +236,7 @@ impl Workflows {
             )
             .await?;
             txn.commit().await?;
-            return self.outcome(entity, id, false).await;
+            return self.outcome(entity, id, false, access).await;
         }
         let members = match action.def.approval {
             Some(trellis_engine::model::Approval::All) => {
@@ -243,7 +254,7 @@ impl Workflows {
             )
             .await?;
             txn.commit().await?;
-            return self.outcome(entity, id, false).await;
+            return self.outcome(entity, id, false, access).await;
         }
 
         // The inputs, coerced and checked by the pipeline, are what guards and effects see.
@@ -297,6 +308,7 @@ impl Workflows {
             record: &staged,
             patch: decision.values.clone(),
             notices: Vec::new(),
+            warnings: Vec::new(),
             hooks: &hooks,
             action: name,
             comment,
@@ -318,8 +330,8 @@ impl Workflows {
                 run.apply(&entered.on_enter).await?;
             }
         }
-        let (patch, notices) = (run.patch, run.notices);
-        let written = self
+        let (patch, notices, ran_warnings) = (run.patch, run.notices, run.warnings);
+        let (written, warnings) = self
             .writer
             .update_in(
                 &txn,
@@ -368,7 +380,9 @@ impl Workflows {
         };
         super::effects::send(&txn, dialect, sent, &notices).await?;
         txn.commit().await?;
-        self.outcome(entity, id, true).await
+        let mut done = self.outcome(entity, id, true, access).await?;
+        done.warnings = [ran_warnings, warnings].concat();
+        Ok(done)
     }
 
     /// The submitter takes the record back to the state it came from, while
@@ -411,7 +425,8 @@ impl Workflows {
         let cx = self.writer.context(&me.user.actor, true);
         let mut patch = Map::new();
         patch.insert(field, Json::String(back.clone()));
-        self.writer
+        let (_, warnings) = self
+            .writer
             .update_in(
                 &txn,
                 entity,
@@ -446,7 +461,9 @@ impl Workflows {
         };
         history::write(&txn, dialect, subject(entity, id), entry, cx.now).await?;
         txn.commit().await?;
-        self.outcome(entity, id, true).await
+        let mut done = self.outcome(entity, id, true, access).await?;
+        done.warnings = warnings;
+        Ok(done)
     }
 
     /// An approver hands their turn to another user (`Kind::Transfer`), or asks
@@ -507,17 +524,20 @@ impl Workflows {
         let at = store.clock().now();
         history::write(&txn, dialect, subject(entity, id), entry, at).await?;
         txn.commit().await?;
-        self.outcome(entity, id, false).await
+        self.outcome(entity, id, false, access).await
     }
 
+    /// The record after a move, as the user sees it (their hidden fields and
+    /// line columns left out).
     async fn outcome(
         &self,
         entity: &EntityModel,
         id: i64,
         completed: bool,
+        access: &Access,
     ) -> Result<Outcome, RecordError> {
         let store = self.writer.store();
-        let (record, _) = crate::read::load::load(
+        let (mut record, _) = crate::read::load::load(
             store.connection(),
             store.dialect(),
             entity,
@@ -530,7 +550,12 @@ impl Workflows {
             entity: entity.name.clone(),
             id,
         })?;
-        Ok(Outcome { completed, record })
+        access.redact(&mut record);
+        Ok(Outcome {
+            completed,
+            record,
+            warnings: Vec::new(),
+        })
     }
 
     /// Records of `entity` that may be waiting for `me`: in a state one of
@@ -609,13 +634,17 @@ fn invalid(field: &str, code: &str, message: impl Into<String>) -> RecordError {
     RecordError::Invalid(vec![FieldError::new(field, code, message)])
 }
 
-/// Inputs must be declared by the action, and visible and writable to the user.
+/// Inputs must be declared by the action, and visible and writable to the
+/// user, and so must the columns their lines name (a read-only column may
+/// keep its stored value).
 fn refuse_inputs(
+    entity: &EntityModel,
     action: &ActionModel,
     values: &Map<String, Json>,
+    base: &Prepared,
     access: &Access,
 ) -> Result<(), RecordError> {
-    let errors: Vec<FieldError> = values
+    let mut errors: Vec<FieldError> = values
         .keys()
         .filter_map(|name| {
             if access.hides(name) {
@@ -631,6 +660,7 @@ fn refuse_inputs(
             }
         })
         .collect();
+    errors.extend(column_errors(entity, values, Some(base), access));
     if errors.is_empty() {
         Ok(())
     } else {

@@ -27,7 +27,9 @@ const MAX_DEPTH: u8 = 4;
 
 impl RecordWriter {
     /// Runs the `event` hooks of a record just written; writes back what they
-    /// changed in `record`.
+    /// changed in `record`. Returns the record's warnings: `warned` (those of
+    /// its validation rules), or, when a hook changed the record, its rules'
+    /// warnings about it as changed; then those of the hooks.
     ///
     /// Boxed: a hook's writes run hooks in turn, so these futures nest.
     #[allow(clippy::too_many_arguments)]
@@ -39,12 +41,14 @@ impl RecordWriter {
         id: i64,
         record: &'a Prepared,
         old: Option<&'a Prepared>,
+        warned: Vec<FieldError>,
         cx: &'a Context<'a>,
-    ) -> Nested<'a, ()> {
+    ) -> Nested<'a, Vec<FieldError>> {
         Box::pin(async move {
-            let changed = self.run_hooks(txn, entity, event, record, old, cx).await?;
+            let (changed, hooks_warned) =
+                self.run_hooks(txn, entity, event, record, old, cx).await?;
             if changed.is_empty() {
-                return Ok(());
+                return Ok([warned, hooks_warned].concat());
             }
             let everything = Access::everything().for_user(cx.actor);
             let (current, base) = self.lock(txn, entity, id, &everything).await?;
@@ -53,18 +57,19 @@ impl RecordWriter {
                 hook_depth: None,
                 ..*cx
             };
-            self.update_in(
-                txn,
-                entity,
-                id,
-                current.version,
-                &base,
-                &changed,
-                &everything,
-                &quiet,
-            )
-            .await?;
-            Ok(())
+            let (_, rules_warned) = self
+                .update_in(
+                    txn,
+                    entity,
+                    id,
+                    current.version,
+                    &base,
+                    &changed,
+                    &everything,
+                    &quiet,
+                )
+                .await?;
+            Ok([rules_warned, hooks_warned].concat())
         })
     }
 
@@ -85,7 +90,8 @@ impl RecordWriter {
     }
 
     /// Runs the hooks of `event` whose `when` holds, in order, each seeing the
-    /// record as the previous left it. Returns the fields they changed.
+    /// record as the previous left it. Returns the fields they changed and
+    /// the warnings they gave.
     async fn run_hooks(
         &self,
         txn: &DatabaseTransaction,
@@ -94,9 +100,9 @@ impl RecordWriter {
         record: &Prepared,
         old: Option<&Prepared>,
         cx: &Context<'_>,
-    ) -> Result<Map<String, Json>, RecordError> {
+    ) -> Result<(Map<String, Json>, Vec<FieldError>), RecordError> {
         let Some(depth) = cx.hook_depth else {
-            return Ok(Map::new());
+            return Ok((Map::new(), Vec::new()));
         };
         let hooks: Vec<_> = entity
             .hooks
@@ -109,7 +115,7 @@ impl RecordWriter {
             })
             .collect();
         if hooks.is_empty() {
-            return Ok(Map::new());
+            return Ok((Map::new(), Vec::new()));
         }
         if depth >= MAX_DEPTH {
             return Err(RecordError::Invalid(vec![FieldError::new(
@@ -136,6 +142,7 @@ impl RecordWriter {
         };
         let mut current = record.clone();
         let mut changed = Map::new();
+        let mut warnings = Vec::new();
         for hook in hooks {
             let record = record_map(entity, &current);
             // Compared in the form changes come back in (`2` for a stored `2.0`).
@@ -145,7 +152,9 @@ impl RecordWriter {
                 old: old.map(|o| record_map(entity, o)),
                 ..Vars::default()
             };
-            let Some(after) = run.run(&hook.script, vars).await? else {
+            let ran = run.run(&hook.script, vars).await?;
+            warnings.extend(ran.warnings);
+            let Some(after) = ran.record else {
                 continue;
             };
             for (field, value) in hook_changes(entity, &before, after) {
@@ -161,7 +170,7 @@ impl RecordWriter {
                 changed.insert(field, value);
             }
         }
-        Ok(changed)
+        Ok((changed, warnings))
     }
 
     /// What a hook's record API may do: the platform's writes may do

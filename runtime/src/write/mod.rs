@@ -5,6 +5,7 @@
 //! → the entity's `create`/`update` hooks ([`hooks`]; `delete` hooks run
 //! before a delete).
 
+pub(crate) mod columns;
 mod duplicate;
 pub(crate) mod hooks;
 pub mod numbering;
@@ -23,10 +24,10 @@ use crate::deploy::AUDIT;
 use crate::read::load::load;
 use crate::read::{Access, access_condition};
 use crate::record::value::to_sql;
-use crate::record::{Actor, FieldError, Record, RecordError};
+use crate::record::{Actor, FieldError, Record, RecordError, Saved};
 use crate::store::{ColumnKind, Store};
 use numbering::Blocks;
-use prepare::{Context, Prepared, prepare};
+use prepare::{Context, Prepared, prepare_warned};
 
 /// Runs the write pipeline against a store.
 #[derive(Debug, Clone)]
@@ -74,14 +75,14 @@ impl RecordWriter {
         &self.store
     }
 
-    /// Creates one record.
+    /// Creates one record; returns it as stored, with the save's warnings.
     pub async fn create(
         &self,
         entity: &EntityModel,
         input: Map<String, Json>,
         actor: &Actor,
         access: &Access,
-    ) -> Result<Record, RecordError> {
+    ) -> Result<Saved, RecordError> {
         let mut created = self
             .create_many(entity, vec![input], actor, access)
             .await
@@ -91,24 +92,27 @@ impl RecordWriter {
 
     /// Creates many records through the same pipeline, all or none: the first
     /// invalid input is reported with its row number and nothing is written.
+    /// Each record comes back with its own warnings.
     pub async fn create_many(
         &self,
         entity: &EntityModel,
         inputs: Vec<Map<String, Json>>,
         actor: &Actor,
         access: &Access,
-    ) -> Result<Vec<Record>, RecordError> {
-        let ids = self.insert_many(entity, inputs, actor, access).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.reload(entity, id).await?);
+    ) -> Result<Vec<Saved>, RecordError> {
+        let written = self.insert_warned(entity, inputs, actor, access).await?;
+        let mut out = Vec::with_capacity(written.len());
+        for (id, warnings) in written {
+            let record = self.reload(entity, id).await?;
+            out.push(Saved { record, warnings });
         }
         Ok(out)
     }
 
     /// [`create_many`](Self::create_many) for bulk loads: returns the new ids
-    /// without reading the records back. Rows go in multi-row statements, so a
-    /// batch costs a few statements per hundred records, not several per record.
+    /// without reading the records back (nor their warnings). Rows go in
+    /// multi-row statements, so a batch costs a few statements per hundred
+    /// records, not several per record.
     pub async fn insert_many(
         &self,
         entity: &EntityModel,
@@ -116,11 +120,25 @@ impl RecordWriter {
         actor: &Actor,
         access: &Access,
     ) -> Result<Vec<i64>, RecordError> {
+        let written = self.insert_warned(entity, inputs, actor, access).await?;
+        Ok(written.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Inserts records in one transaction; the new ids, each with its warnings.
+    async fn insert_warned(
+        &self,
+        entity: &EntityModel,
+        inputs: Vec<Map<String, Json>>,
+        actor: &Actor,
+        access: &Access,
+    ) -> Result<Vec<(i64, Vec<FieldError>)>, RecordError> {
         for (row, input) in inputs.iter().enumerate() {
-            refuse_protected(input, access).map_err(|source| RecordError::Row {
-                row,
-                source: Box::new(source),
-            })?;
+            refuse_protected(entity, input, Some(&Prepared::default()), access).map_err(
+                |source| RecordError::Row {
+                    row,
+                    source: Box::new(source),
+                },
+            )?;
         }
         let cx = self.context(actor, false);
         let mut inherited = Vec::with_capacity(inputs.len());
@@ -129,16 +147,19 @@ impl RecordWriter {
             let conn = self.store.connection();
             inherited.push(self.inherit(conn, entity, &empty, input).await?);
         }
-        let mut prepared = prepare_all(entity, &inputs, &inherited, &cx)?;
+        let (mut prepared, warned) = prepare_all(entity, &inputs, &inherited, &cx)?;
         self.take_block_numbers(entity, &mut prepared, &cx).await?;
         let txn = self.store.begin_write().await?;
-        let ids = self.insert_in(&txn, entity, prepared, access, &cx).await?;
+        let written = self
+            .insert_in(&txn, entity, prepared, warned, access, &cx)
+            .await?;
         txn.commit().await?;
-        Ok(ids)
+        Ok(written)
     }
 
     /// Creates one record inside a transaction the caller holds (a workflow
     /// action's linked records): the whole pipeline, committed with the caller's.
+    /// Returns its id and warnings.
     pub(crate) async fn create_in(
         &self,
         txn: &DatabaseTransaction,
@@ -146,19 +167,20 @@ impl RecordWriter {
         input: &Map<String, Json>,
         access: &Access,
         cx: &Context<'_>,
-    ) -> Result<i64, RecordError> {
-        refuse_protected(input, access)?;
+    ) -> Result<(i64, Vec<FieldError>), RecordError> {
+        refuse_protected(entity, input, Some(&Prepared::default()), access)?;
         let inherited = [self
             .inherit(txn, entity, &Prepared::default(), input)
             .await?];
-        let prepared =
+        let (prepared, warned) =
             prepare_all(entity, std::slice::from_ref(input), &inherited, cx).map_err(unwrap_row)?;
-        let ids = self
-            .insert_in(txn, entity, prepared, access, cx)
+        let written = self
+            .insert_in(txn, entity, prepared, warned, access, cx)
             .await
             .map_err(unwrap_row)?;
-        ids.first()
-            .copied()
+        written
+            .into_iter()
+            .next()
             .ok_or(RecordError::BadQuery("the insert returned no id".into()))
     }
 
@@ -192,15 +214,18 @@ impl RecordWriter {
 
     /// Inserts prepared records (and their lines and audit rows) on `txn`.
     /// Numbers still missing are taken from the series counter inside the
-    /// transaction: locked until it ends, so they are gap-free.
+    /// transaction: locked until it ends, so they are gap-free. `warned` holds
+    /// each record's warnings so far; returns the ids, each with the record's
+    /// warnings once its hooks have run.
     async fn insert_in(
         &self,
         txn: &DatabaseTransaction,
         entity: &EntityModel,
         mut prepared: Vec<Prepared>,
+        mut warned: Vec<Vec<FieldError>>,
         access: &Access,
         cx: &Context<'_>,
-    ) -> Result<Vec<i64>, RecordError> {
+    ) -> Result<Vec<(i64, Vec<FieldError>)>, RecordError> {
         let actor = cx.actor;
         let single = prepared.len() == 1;
         let at_row = |row: usize, e: RecordError| {
@@ -322,21 +347,34 @@ impl RecordWriter {
         // (old → new) reconstruct. Copying them would double a bulk import's writes.
         let audit: Vec<(i64, Json)> = ids.iter().map(|id| (*id, json!({}))).collect();
         self.audit(txn, entity, "create", actor, cx, audit).await?;
+        warned.resize_with(ids.len(), Vec::new);
         if entity.hooks.iter().any(|h| h.on == RuleEvent::Create) {
             for (row, (id, record)) in ids.iter().zip(&prepared).enumerate() {
                 let mut written = record.clone();
                 written.values.insert("id".into(), Json::from(*id));
                 written.values.insert("version".into(), Json::from(1));
-                self.after_write(txn, entity, RuleEvent::Create, *id, &written, None, cx)
+                let so_far = std::mem::take(&mut warned[row]);
+                warned[row] = self
+                    .after_write(
+                        txn,
+                        entity,
+                        RuleEvent::Create,
+                        *id,
+                        &written,
+                        None,
+                        so_far,
+                        cx,
+                    )
                     .await
                     .map_err(|e| at_row(row, e))?;
             }
         }
         self.require_visible(txn, entity, &ids, access).await?;
-        Ok(ids)
+        Ok(ids.into_iter().zip(warned).collect())
     }
 
-    /// Updates a record from the version the caller read; a stale version is a conflict.
+    /// Updates a record from the version the caller read; a stale version is a
+    /// conflict. Returns the record as stored, with the save's warnings.
     pub async fn update(
         &self,
         entity: &EntityModel,
@@ -345,11 +383,13 @@ impl RecordWriter {
         patch: Map<String, Json>,
         actor: &Actor,
         access: &Access,
-    ) -> Result<Record, RecordError> {
-        refuse_protected(&patch, access)?;
+    ) -> Result<Saved, RecordError> {
+        refuse_protected(entity, &patch, None, access)?;
         let cx = self.context(actor, false);
         let txn = self.store.begin_write().await?;
         let (current, base) = self.lock(&txn, entity, id, access).await?;
+        // Read-only line columns: a line's value must stay what is stored.
+        refuse_protected(entity, &patch, Some(&base), access)?;
         if current.version != expected_version {
             return Err(RecordError::Conflict {
                 entity: entity.name.clone(),
@@ -365,19 +405,21 @@ impl RecordWriter {
                 format!("a record in state `{state}` changes only through workflow actions"),
             )]));
         }
-        self.update_in(
-            &txn,
-            entity,
-            id,
-            current.version,
-            &base,
-            &patch,
-            access,
-            &cx,
-        )
-        .await?;
+        let (_, warnings) = self
+            .update_in(
+                &txn,
+                entity,
+                id,
+                current.version,
+                &base,
+                &patch,
+                access,
+                &cx,
+            )
+            .await?;
         txn.commit().await?;
-        self.reload(entity, id).await
+        let record = self.reload(entity, id).await?;
+        Ok(Saved { record, warnings })
     }
 
     /// Loads a record for a change, locked until the transaction ends, if it
@@ -401,7 +443,8 @@ impl RecordWriter {
 
     /// Applies `patch` to a record loaded at `version` (by [`lock`](Self::lock)) on
     /// the caller's transaction: the pipeline, the versioned update, lines by
-    /// diff and the audit row. Returns the record as written.
+    /// diff and the audit row. Returns the record as written and its warnings
+    /// (once its hooks have run).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_in(
         &self,
@@ -413,13 +456,17 @@ impl RecordWriter {
         patch: &Map<String, Json>,
         access: &Access,
         cx: &Context<'_>,
-    ) -> Result<Prepared, RecordError> {
+    ) -> Result<(Prepared, Vec<FieldError>), RecordError> {
         let dialect = self.store.dialect();
         let actor = cx.actor;
         let scope = access_condition(&self.catalog, &self.store, entity, access, None)?;
+        // Lines that leave out columns the caller may not see or change keep them.
+        let kept = columns::keep_columns(entity, base, patch, access);
+        let patch = kept.as_ref().unwrap_or(patch);
         let inherited = self.inherit(txn, entity, base, patch).await?;
         let (start, change) = inherited.as_ref().map_or((base, patch), |(b, p)| (b, p));
-        let record = prepare(entity, start, change, false, cx).map_err(RecordError::Invalid)?;
+        let (record, mut warnings) =
+            prepare_warned(entity, start, change, false, cx).map_err(RecordError::Invalid)?;
         self.check_unique(txn, entity, &record, Some(id), access, &scope)
             .await?;
         self.check_links(
@@ -488,11 +535,21 @@ impl RecordWriter {
             written
                 .values
                 .insert("version".into(), Json::from(version + 1));
-            self.after_write(txn, entity, RuleEvent::Update, id, &written, Some(base), cx)
+            warnings = self
+                .after_write(
+                    txn,
+                    entity,
+                    RuleEvent::Update,
+                    id,
+                    &written,
+                    Some(base),
+                    warnings,
+                    cx,
+                )
                 .await?;
         }
         self.require_visible(txn, entity, &[id], access).await?;
-        Ok(record)
+        Ok((record, warnings))
     }
 
     /// Deletes a record. Records linking to it are refused (`restrict`, the
@@ -1040,9 +1097,16 @@ impl RecordWriter {
 }
 
 /// Refuses input naming a field the caller may not see (as unknown: its
-/// existence is not revealed) or may not change.
-fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), RecordError> {
-    let errors: Vec<FieldError> = input
+/// existence is not revealed) or may not change, or lines naming such a
+/// column (a read-only one only when `base`, the stored record, is given:
+/// it may keep its stored value).
+fn refuse_protected(
+    entity: &EntityModel,
+    input: &Map<String, Json>,
+    base: Option<&Prepared>,
+    access: &Access,
+) -> Result<(), RecordError> {
+    let mut errors: Vec<FieldError> = input
         .keys()
         .filter_map(|name| {
             if access.hides(name) {
@@ -1058,6 +1122,7 @@ fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), Re
             }
         })
         .collect();
+    errors.extend(columns::column_errors(entity, input, base, access));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -1065,16 +1130,17 @@ fn refuse_protected(input: &Map<String, Json>, access: &Access) -> Result<(), Re
     }
 }
 
-/// Runs the pipeline's pure part over a batch: every field error of the first
-/// invalid input, with its row number.
+/// Runs the pipeline's pure part over a batch: the prepared records and each
+/// one's warnings, or every field error of the first invalid input, with its
+/// row number.
 fn prepare_all(
     entity: &EntityModel,
     inputs: &[Map<String, Json>],
     inherited: &[Option<(Prepared, Map<String, Json>)>],
     cx: &Context,
-) -> Result<Vec<Prepared>, RecordError> {
+) -> Result<(Vec<Prepared>, Vec<Vec<FieldError>>), RecordError> {
     let empty = Prepared::default();
-    inputs
+    let prepared: Vec<(Prepared, Vec<FieldError>)> = inputs
         .iter()
         .enumerate()
         .map(|(row, input)| {
@@ -1082,12 +1148,13 @@ fn prepare_all(
                 Some(Some((base, input))) => (base, input),
                 _ => (&empty, input),
             };
-            prepare(entity, base, input, true, cx).map_err(|errors| RecordError::Row {
+            prepare_warned(entity, base, input, true, cx).map_err(|errors| RecordError::Row {
                 row,
                 source: Box::new(RecordError::Invalid(errors)),
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(prepared.into_iter().unzip())
 }
 
 /// The record's workflow state, if that state is `locked` (edited only by actions).

@@ -25,6 +25,9 @@ const SYSTEM: [&str; 6] = [
     "updated_by",
 ];
 
+/// The code of a warning: what a save tells without refusing.
+pub const WARNING: &str = "warning";
+
 /// A record ready to store: scalar values and line items (each line may carry its `id`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prepared {
@@ -86,6 +89,19 @@ pub fn prepare(
     creating: bool,
     cx: &Context,
 ) -> Result<Prepared, Vec<FieldError>> {
+    prepare_warned(entity, base, patch, creating, cx).map(|(record, _)| record)
+}
+
+/// [`prepare`], with the warnings of the record: one per validation rule of
+/// level `warning` that does not hold (code `warning`, the rule's field and
+/// message). Warnings never refuse.
+pub fn prepare_warned(
+    entity: &EntityModel,
+    base: &Prepared,
+    patch: &Map<String, Json>,
+    creating: bool,
+    cx: &Context,
+) -> Result<(Prepared, Vec<FieldError>), Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut out = base.clone();
     let privileged = cx.actor.user_id.is_none() || cx.trusted;
@@ -206,12 +222,14 @@ pub fn prepare(
         errors.extend(missing);
         return Err(errors);
     }
+    line_defaults(entity, &mut out, cx, &mut errors);
     compute_rules(entity, &mut out, cx, &mut errors);
     compute(entity, &mut out, cx, &mut errors);
     check_required(entity, &out, cx, &mut errors);
-    validate(entity, &out, cx, &mut errors);
+    let mut warnings = Vec::new();
+    validate(entity, &out, cx, &mut errors, &mut warnings);
     if errors.is_empty() {
-        Ok(out)
+        Ok((out, warnings))
     } else {
         Err(errors)
     }
@@ -242,6 +260,90 @@ fn default_value(
     coerce(name, field, &value)
 }
 
+/// Fills the empty columns of new lines (those without an id yet) from their
+/// defaults, as a new record's fields are filled.
+fn line_defaults(
+    entity: &EntityModel,
+    record: &mut Prepared,
+    cx: &Context,
+    errors: &mut Vec<FieldError>,
+) {
+    for (table, lines) in &entity.lines {
+        if !lines.fields.values().any(|f| f.def.default.is_some()) {
+            continue;
+        }
+        let parent = record_map(entity, record);
+        let Some(rows) = record.lines.get_mut(table) else {
+            continue;
+        };
+        for (i, row) in rows.iter_mut().enumerate() {
+            if row.get("id").is_some_and(|id| !id.is_null()) {
+                continue;
+            }
+            for (name, field) in &lines.fields {
+                let Some(default) = &field.def.default else {
+                    continue;
+                };
+                if row.get(name).is_some_and(|v| !v.is_null()) {
+                    continue;
+                }
+                let at = format!("{table}[{i}].{name}");
+                let value = match default.as_str() {
+                    Some(expr) if expr.starts_with('=') => {
+                        let Some(script) = lines.default_scripts.get(name) else {
+                            errors.push(FieldError::new(
+                                &at,
+                                "script",
+                                "the default expression did not compile",
+                            ));
+                            continue;
+                        };
+                        let mut scope = line_scope(lines, row, i, &parent, cx);
+                        match run(cx.engine, &mut scope, script) {
+                            Ok(v) => derived(field, v),
+                            Err(message) => {
+                                errors.push(FieldError::new(&at, "script", message));
+                                continue;
+                            }
+                        }
+                    }
+                    Some(text) => variable(text, cx).unwrap_or_else(|| default.clone()),
+                    None => default.clone(),
+                };
+                match coerce(&at, field, &value) {
+                    Ok(v) => {
+                        row.insert(name.clone(), v);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+    }
+}
+
+/// The scope of a script over one line: its columns, `id`, `position`,
+/// `parent`, `user`, `today`, `now`.
+fn line_scope(
+    lines: &LinesModel,
+    row: &Map<String, Json>,
+    i: usize,
+    parent: &Dynamic,
+    cx: &Context,
+) -> Scope<'static> {
+    let mut scope = Scope::new();
+    for (child, f) in &lines.fields {
+        scope.push_dynamic(
+            child.as_str(),
+            dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
+        );
+    }
+    scope.push_dynamic("id", dynamic_of_plain(row.get("id").unwrap_or(&Json::Null)));
+    scope.push_dynamic("position", Dynamic::from(i as i64 + 1));
+    scope.push_dynamic("parent", parent.clone());
+    push_context(&mut scope, cx);
+    scope
+}
+
 /// Runs computed fields: line computations first, then the record's, in order.
 fn compute(
     entity: &EntityModel,
@@ -259,17 +361,7 @@ fn compute(
         };
         for (i, row) in rows.iter_mut().enumerate() {
             for (name, script) in &lines.computed {
-                let mut scope = Scope::new();
-                for (child, f) in &lines.fields {
-                    scope.push_dynamic(
-                        child.as_str(),
-                        dynamic_of(row.get(child).unwrap_or(&Json::Null), f),
-                    );
-                }
-                scope.push_dynamic("id", dynamic_of_plain(row.get("id").unwrap_or(&Json::Null)));
-                scope.push_dynamic("position", Dynamic::from(i as i64 + 1));
-                scope.push_dynamic("parent", parent.clone());
-                push_context(&mut scope, cx);
+                let mut scope = line_scope(lines, row, i, &parent, cx);
                 let at = format!("{table}[{i}].{name}");
                 match run(cx.engine, &mut scope, script) {
                     Ok(v) => {
@@ -410,11 +502,17 @@ fn compute_rules(
     }
 }
 
-fn validate(entity: &EntityModel, record: &Prepared, cx: &Context, errors: &mut Vec<FieldError>) {
+/// Validation rules: a rule of level `error` that does not hold (or fails to
+/// run) refuses the record; one of level `warning` only adds a warning (code
+/// `warning`), also when it fails to run.
+fn validate(
+    entity: &EntityModel,
+    record: &Prepared,
+    cx: &Context,
+    errors: &mut Vec<FieldError>,
+    warnings: &mut Vec<FieldError>,
+) {
     for rule in &entity.validations {
-        if rule.level == RuleLevel::Warning {
-            continue;
-        }
         let mut scope = scope_for(entity, record, cx);
         let field = rule.field.clone().unwrap_or_default();
         match trellis_engine::script::run(cx.engine, &mut scope, &rule.script) {
@@ -424,23 +522,28 @@ fn validate(entity: &EntityModel, record: &Prepared, cx: &Context, errors: &mut 
                     || format!("rule `{}` failed", rule.name),
                     |m| m.text("en").to_owned(),
                 );
-                errors.push(FieldError::new(&field, "rule", message));
-            }
-            // The rule is broken or ran away: say which, and where it stopped.
-            Err(failure) => errors.push(FieldError::new(
-                &field,
-                if failure.kind == FailureKind::Limit {
-                    "script_limit"
+                if rule.level == RuleLevel::Warning {
+                    warnings.push(FieldError::new(&field, WARNING, message));
                 } else {
-                    "script"
-                },
-                format!(
+                    errors.push(FieldError::new(&field, "rule", message));
+                }
+            }
+            // The rule is broken or ran away: say which, and where it stopped
+            // (as a warning for a rule that only warns: it never refuses).
+            Err(failure) => {
+                let message = format!(
                     "rule `{}` ({}): {}",
                     rule.name,
                     rule.origin.at(failure.line),
                     failure.message
-                ),
-            )),
+                );
+                let (list, code) = match (rule.level, failure.kind) {
+                    (RuleLevel::Warning, _) => (&mut *warnings, WARNING),
+                    (_, FailureKind::Limit) => (&mut *errors, "script_limit"),
+                    _ => (&mut *errors, "script"),
+                };
+                list.push(FieldError::new(&field, code, message));
+            }
         }
     }
 }
@@ -711,7 +814,12 @@ fn scope_for(entity: &EntityModel, record: &Prepared, cx: &Context) -> Scope<'st
 }
 
 pub(crate) fn push_context(scope: &mut Scope, cx: &Context) {
-    let user = rhai::serde::to_dynamic(&cx.actor.attributes).unwrap_or(Dynamic::UNIT);
+    // `user.roles` as in filters' `$user.roles`: a guard may ask for a role.
+    let mut attributes = cx.actor.attributes.clone();
+    attributes
+        .entry("roles")
+        .or_insert_with(|| Json::from(cx.actor.roles.clone()));
+    let user = rhai::serde::to_dynamic(&attributes).unwrap_or(Dynamic::UNIT);
     scope.push_dynamic("user", user);
     scope.push_dynamic(
         "today",

@@ -148,7 +148,7 @@ impl RecordWriter {
         match found[..] {
             [] => {
                 let create = access.create.ok_or_else(|| not_allowed(entity, "create"))?;
-                let id = self.create_in(txn, entity, input, create, cx).await?;
+                let (id, _) = self.create_in(txn, entity, input, create, cx).await?;
                 Ok(Upserted::Created(id))
             }
             [id] => {
@@ -174,7 +174,7 @@ impl RecordWriter {
                     .filter(|(name, _)| !key.fields.contains(name))
                     .map(|(name, value)| (name.clone(), value.clone()))
                     .collect();
-                refuse_protected(&patch, update)?;
+                refuse_protected(entity, &patch, Some(&base), update)?;
                 self.update_in(txn, entity, id, current.version, &base, &patch, update, cx)
                     .await?;
                 Ok(Upserted::Updated(id))
