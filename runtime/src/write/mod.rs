@@ -722,20 +722,13 @@ impl RecordWriter {
             if let Some(title) = &entity.title {
                 q.column(Alias::new(title.as_str()));
             }
-            for (name, value) in key.fields.iter().zip(&values) {
-                let field = &entity.fields[name];
-                let col = Expr::col(Alias::new(name.as_str()));
-                match (key.normalize, value.as_str()) {
-                    (true, Some(text)) if field.column == ColumnKind::Text => {
-                        let lowered =
-                            SimpleExpr::from(Func::lower(Func::cust(Alias::new("TRIM")).arg(col)));
-                        q.and_where(lowered.eq(text.trim().to_lowercase()));
-                    }
-                    _ => {
-                        q.and_where(col.eq(to_sql(value, field.column, dialect)));
-                    }
-                }
-            }
+            key_matches(
+                &mut q,
+                entity,
+                (&key.fields, key.normalize),
+                values.iter().copied(),
+                dialect,
+            );
             if let Some(cond) = key
                 .when
                 .as_ref()
@@ -1233,6 +1226,31 @@ fn duplicates_within(
         }
     }
     Ok(())
+}
+
+/// Narrows `q` to the records holding `values` in the key's `fields` (text
+/// trimmed and case-insensitive when `normalize`), for uniqueness and upserts.
+pub(crate) fn key_matches<'a>(
+    q: &mut sea_orm::sea_query::SelectStatement,
+    entity: &EntityModel,
+    (fields, normalize): (&[String], bool),
+    values: impl Iterator<Item = &'a Json>,
+    dialect: crate::store::Dialect,
+) {
+    for (name, value) in fields.iter().zip(values) {
+        let field = &entity.fields[name];
+        let col = Expr::col(Alias::new(name.as_str()));
+        match (normalize, value.as_str()) {
+            (true, Some(text)) if field.column == ColumnKind::Text => {
+                let lowered =
+                    SimpleExpr::from(Func::lower(Func::cust(Alias::new("TRIM")).arg(col)));
+                q.and_where(lowered.eq(text.trim().to_lowercase()));
+            }
+            _ => {
+                q.and_where(col.eq(to_sql(value, field.column, dialect)));
+            }
+        }
+    }
 }
 
 /// A single create reports its error without the row number.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
@@ -18,7 +18,7 @@ use super::prepare::Context;
 use super::{RecordWriter, locked_state, refuse_protected};
 use crate::catalog::EntityModel;
 use crate::read::Access;
-use crate::record::value::{coerce, to_sql};
+use crate::record::value::coerce;
 use crate::record::{Actor, FieldError, RecordError};
 use crate::store::ColumnKind;
 
@@ -202,20 +202,13 @@ impl RecordWriter {
         q.column(Alias::new("id"))
             .from(Alias::new(entity.table.as_str()))
             .limit(2);
-        for (name, value) in key.fields.iter().zip(values) {
-            let field = &entity.fields[name];
-            let col = Expr::col(Alias::new(name.as_str()));
-            match (key.normalize, value.as_str()) {
-                (true, Some(text)) if field.column == ColumnKind::Text => {
-                    let lowered =
-                        SimpleExpr::from(Func::lower(Func::cust(Alias::new("TRIM")).arg(col)));
-                    q.and_where(lowered.eq(text.trim().to_lowercase()));
-                }
-                _ => {
-                    q.and_where(col.eq(to_sql(value, field.column, dialect)));
-                }
-            }
-        }
+        super::key_matches(
+            &mut q,
+            entity,
+            (key.fields, key.normalize),
+            values.iter(),
+            dialect,
+        );
         let mut ids = Vec::with_capacity(2);
         for row in txn.query_all(&q).await? {
             ids.push(row.try_get_by_index::<i64>(0)?);
