@@ -793,14 +793,7 @@ fn scope_for(entity: &EntityModel, record: &Prepared, cx: &Context) -> Scope<'st
         );
     }
     for (name, lines) in &entity.lines {
-        let rows: rhai::Array = record
-            .lines
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|row| line_map(lines, row))
-            .collect();
-        scope.push_dynamic(name.clone(), Dynamic::from_array(rows));
+        scope.push_dynamic(name.clone(), lines_array(lines, record, name));
     }
     for system in SYSTEM {
         scope.push_dynamic(
@@ -842,16 +835,21 @@ pub(crate) fn record_map(entity: &EntityModel, record: &Prepared) -> Dynamic {
         );
     }
     for (name, lines) in &entity.lines {
-        let rows: rhai::Array = record
-            .lines
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|row| line_map(lines, row))
-            .collect();
-        map.insert(name.as_str().into(), Dynamic::from_array(rows));
+        map.insert(name.as_str().into(), lines_array(lines, record, name));
     }
     Dynamic::from_map(map)
+}
+
+/// A table field's lines as the array of line maps scripts see.
+fn lines_array(lines: &LinesModel, record: &Prepared, table: &str) -> Dynamic {
+    let rows: rhai::Array = record
+        .lines
+        .get(table)
+        .into_iter()
+        .flatten()
+        .map(|row| line_map(lines, row))
+        .collect();
+    Dynamic::from_array(rows)
 }
 
 /// One line as scripts see it: its `id` (once stored) and its fields typed.
